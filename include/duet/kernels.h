@@ -1,0 +1,37 @@
+/* duet — matrix kernels used by inference (prefill, decode) and training.
+ *
+ * Layout convention: row-major everywhere. A weight matrix is stored as
+ * n_out rows of n_in elements (GGUF's ne0 = n_in is the contiguous dim), so a
+ * linear layer is y = x W^T. Kernels take the output first. */
+#ifndef DUET_KERNELS_H
+#define DUET_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duet/quant.h"
+#include "duet/threadpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y = x W^T for a weight of any supported type.
+ *   y: (m, n_out) float, x: (m, n_in) float, w: n_out rows of n_in in type wt.
+ * Activations are first converted to wt's dot type (Q8_0/Q8_1/Q8_K/F16/BF16,
+ * as llama.cpp does), then multiplied block-wise; m >= 2 uses a tiled GEMM,
+ * m == 1 a GEMV. Work is split over the pool's threads. */
+void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w,
+                 const float *x, int64_t m, int64_t n_in, int64_t n_out);
+
+/* General single-precision GEMM, row-major, for training:
+ *   C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C
+ * op(X) = X or X^T per the trans flags; lda/ldb/ldc are row strides. */
+void duet_sgemm(duet_pool *pool, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                float beta, float *C, int64_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,30 @@
+/* duet — a persistent thread pool.
+ *
+ * Workers are created once (`-t N`) and reused for every parallel region: no
+ * thread is created per token. Between regions a worker spins briefly, then
+ * blocks on a futex/condvar, so a competing CPU load degrades decode
+ * gracefully instead of collapsing it. */
+#ifndef DUET_THREADPOOL_H
+#define DUET_THREADPOOL_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct duet_pool duet_pool;
+
+/* fn runs once on each of the nth threads; ith in [0, nth). The caller's
+ * thread is ith = 0. */
+typedef void (*duet_task_fn)(void *ctx, int ith, int nth);
+
+duet_pool *duet_pool_new(int n_threads); /* n_threads <= 0: number of CPUs */
+void duet_pool_free(duet_pool *p);       /* NULL is a no-op */
+int duet_pool_size(const duet_pool *p);  /* NULL pool: 1 */
+/* Runs fn on every thread and returns when all have finished. A NULL pool
+ * runs fn(ctx, 0, 1) on the caller. */
+void duet_pool_run(duet_pool *p, duet_task_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

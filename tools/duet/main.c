@@ -1,0 +1,47 @@
+/* duet CLI entry point: dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+typedef struct {
+    const char *name;
+    const char *help;
+    int (*fn)(int, char **);
+} command;
+
+#define DUET_TABLE_ROW(n, h) {#n, h, cmd_##n},
+static const command commands[] = {DUET_COMMANDS(DUET_TABLE_ROW)};
+#undef DUET_TABLE_ROW
+
+/* "tokenizer-train" on the command line is cmd_tokenizer_train. */
+static int same_name(const char *cli, const char *table) {
+    for (; *cli && *table; cli++, table++) {
+        char c = *cli == '-' ? '_' : *cli;
+        if (c != *table) return 0;
+    }
+    return *cli == *table;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: duet <command> [options]   (duet <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (!commands[i].fn) continue;
+        char name[64];
+        snprintf(name, sizeof name, "%s", commands[i].name);
+        for (char *c = name; *c; c++) if (*c == '_') *c = '-';
+        fprintf(f, "  %-16s %s\n", name, commands[i].help);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].fn && same_name(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "duet: unknown command '%s' (duet help lists them)\n", argv[1]);
+    return 2;
+}
