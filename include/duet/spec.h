@@ -1,0 +1,77 @@
+/* duet — the pieces of speculative decoding that do not touch a model:
+ * exact verification of a draft block, model-free n-gram drafting, and the
+ * adaptive choice of the draft length. The decoding loop that drives two
+ * models with them is in speculative.h. */
+#ifndef DUET_SPEC_H
+#define DUET_SPEC_H
+
+#include <stdint.h>
+
+#include "duet/sample.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- verification ----------------------------------------------------------
+ * Modified rejection sampling (Leviathan et al. 2023, Chen et al. 2023):
+ * draft token x_i, drawn from q_i, is accepted with probability
+ * min(1, p_i(x_i) / q_i(x_i)); at the first rejection the next token is drawn
+ * from norm(max(0, p_i - q_i)); if all k are accepted a bonus token is drawn
+ * from p_k. The output then follows p exactly. With one-hot (greedy) p and q
+ * this reduces to "accept while the argmaxes agree, then emit the target's
+ * argmax", so greedy speculation reproduces greedy decoding token for token. */
+typedef struct duet_spec_verdict {
+    int n_accepted; /* draft tokens kept, 0..k */
+    int32_t next;   /* the token after them: correction or bonus */
+} duet_spec_verdict;
+
+/* p: (k+1, n_vocab) target distributions after the sampler's transforms,
+ * q: (k, n_vocab) draft distributions the draft tokens were drawn from
+ *    (a deterministic drafter passes one-hot rows), draft: (k),
+ * scratch: (n_vocab). */
+duet_spec_verdict duet_spec_verify(const float *p, const float *q, const int32_t *draft, int k,
+                                   int n_vocab, duet_rng *rng, float *scratch);
+
+/* ---- n-gram drafting (prompt lookup) ---------------------------------------
+ * Finds the most recent earlier occurrence of the last n tokens of hist
+ * (n from n_max down to n_min) and proposes the tokens that followed it.
+ * Returns the number of tokens written to out (0..k_max). */
+int duet_ngram_draft(const int32_t *hist, int n_hist, int n_min, int n_max, int32_t *out, int k_max);
+
+/* ---- adaptive draft length ---------------------------------------------------
+ * Keeps online estimates of the acceptance rate alpha and of the costs:
+ * t_draft (one draft token) and t_target[k] (a target block of k tokens).
+ * The expected number of tokens from a draft of length g is
+ *   E(g) = (1 - alpha^(g+1)) / (1 - alpha)                 (Leviathan et al.)
+ * and one round costs g * t_draft + t_target[g + 1]; choose_k picks the g in
+ * [0, k_max] (0 = no speculation) that maximises E(g) / cost(g). */
+#define DUET_SPEC_KMAX 16
+
+typedef struct duet_spec_adapt {
+    int k_max;
+    double accepted, drafted;               /* decayed counts */
+    double t_draft, n_draft;                /* decayed sum of seconds per draft token, count */
+    double t_target[DUET_SPEC_KMAX + 2];    /* decayed sum of seconds per block size */
+    double n_target[DUET_SPEC_KMAX + 2];
+    int rounds;
+} duet_spec_adapt;
+
+void duet_spec_adapt_init(duet_spec_adapt *a, int k_max);
+void duet_spec_adapt_observe_accept(duet_spec_adapt *a, int drafted, int accepted);
+void duet_spec_adapt_observe_draft(duet_spec_adapt *a, int n_tokens, double seconds);
+void duet_spec_adapt_observe_target(duet_spec_adapt *a, int block, double seconds);
+double duet_spec_adapt_alpha(const duet_spec_adapt *a);
+/* Estimated seconds of a target block of `block` tokens (interpolated where unmeasured). */
+double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block);
+double duet_spec_adapt_draft_cost(const duet_spec_adapt *a);
+/* Expected tokens per round for draft length g at acceptance alpha. */
+double duet_spec_expected_tokens(double alpha, int g);
+/* Predicted speedup over the target alone for draft length g. */
+double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t_target1, double t_target_block);
+int duet_spec_adapt_choose_k(const duet_spec_adapt *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

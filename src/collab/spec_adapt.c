@@ -1,0 +1,84 @@
+/* Adaptive draft length: online estimates of acceptance and costs, and the
+ * choice of the length that maximises expected tokens per second. */
+#include <math.h>
+#include <string.h>
+
+#include "duet/spec.h"
+
+/* Older observations fade, so the estimate follows a change of text. */
+#define DECAY 0.97
+
+void duet_spec_adapt_init(duet_spec_adapt *a, int k_max) {
+    memset(a, 0, sizeof *a);
+    a->k_max = k_max < 0 ? 0 : k_max > DUET_SPEC_KMAX ? DUET_SPEC_KMAX : k_max;
+}
+
+void duet_spec_adapt_observe_accept(duet_spec_adapt *a, int drafted, int accepted) {
+    if (drafted <= 0) return;
+    a->drafted = a->drafted * DECAY + drafted;
+    a->accepted = a->accepted * DECAY + accepted;
+    a->rounds++;
+}
+
+void duet_spec_adapt_observe_draft(duet_spec_adapt *a, int n_tokens, double seconds) {
+    if (n_tokens <= 0) return;
+    a->t_draft = a->t_draft * DECAY + seconds;
+    a->n_draft = a->n_draft * DECAY + n_tokens;
+}
+
+void duet_spec_adapt_observe_target(duet_spec_adapt *a, int block, double seconds) {
+    if (block < 1 || block > DUET_SPEC_KMAX + 1) return;
+    a->t_target[block] = a->t_target[block] * DECAY + seconds;
+    a->n_target[block] = a->n_target[block] * DECAY + 1;
+}
+
+double duet_spec_adapt_alpha(const duet_spec_adapt *a) {
+    /* Beta(1,1) prior: 0.5 before any evidence. */
+    double al = (a->accepted + 1) / (a->drafted + 2);
+    return al > 0.999 ? 0.999 : al;
+}
+
+double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block) {
+    if (a->n_target[block] > 0) return a->t_target[block] / a->n_target[block];
+    /* Interpolate linearly between the nearest measured sizes on each side. */
+    int lo = block - 1, hi = block + 1;
+    while (lo >= 1 && a->n_target[lo] == 0) lo--;
+    while (hi <= DUET_SPEC_KMAX + 1 && a->n_target[hi] == 0) hi++;
+    int has_lo = lo >= 1, has_hi = hi <= DUET_SPEC_KMAX + 1;
+    double tlo = has_lo ? a->t_target[lo] / a->n_target[lo] : 0;
+    double thi = has_hi ? a->t_target[hi] / a->n_target[hi] : 0;
+    if (has_lo && has_hi) return tlo + (thi - tlo) * (block - lo) / (hi - lo);
+    /* Extrapolate: a block costs about as much as one token plus a little per
+     * extra token (weights are read once; the per-token work is small). */
+    if (has_lo) return tlo * (1 + 0.05 * (block - lo));
+    if (has_hi) return thi / (1 + 0.05 * (hi - block));
+    return 0;
+}
+
+double duet_spec_adapt_draft_cost(const duet_spec_adapt *a) {
+    return a->n_draft > 0 ? a->t_draft / a->n_draft : 0;
+}
+
+double duet_spec_expected_tokens(double alpha, int g) {
+    if (alpha >= 1) return g + 1;
+    return (1 - pow(alpha, g + 1)) / (1 - alpha);
+}
+
+double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t_target1, double t_block) {
+    double cost = g * t_draft + t_block;
+    return cost > 0 ? duet_spec_expected_tokens(alpha, g) * t_target1 / cost : 1;
+}
+
+int duet_spec_adapt_choose_k(const duet_spec_adapt *a) {
+    double t1 = duet_spec_adapt_target_cost(a, 1), td = duet_spec_adapt_draft_cost(a);
+    /* Until both costs are measured, speculate at a middle length to learn them. */
+    if (t1 <= 0 || a->n_draft == 0) return a->k_max < 4 ? a->k_max : 4;
+    double alpha = duet_spec_adapt_alpha(a);
+    int best = 0;
+    double best_rate = 1.0 / t1;
+    for (int g = 1; g <= a->k_max; g++) {
+        double rate = duet_spec_expected_tokens(alpha, g) / (g * td + duet_spec_adapt_target_cost(a, g + 1));
+        if (rate > best_rate) best_rate = rate, best = g;
+    }
+    return best;
+}
