@@ -23,5 +23,5 @@ void duet_err_prefix(duet_err *e, const char *fmt, ...) {
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", head, old);
+    snprintf(e->msg, sizeof e->msg, "%.200s: %.300s", head, old);
 }

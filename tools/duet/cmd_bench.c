@@ -1,0 +1,182 @@
+/* duet bench: prefill and decode speed of a model, and decode as a share of
+ * the memory-bandwidth roofline measured on the spot.
+ *
+ * Decode of one token must read every weight once (the token embedding table
+ * only one row, unless it doubles as the output matrix), so its ceiling is
+ * bandwidth / bytes of weights. Bandwidth is measured by reading a buffer of
+ * the model's size with the same threads: small models run from cache, and
+ * then the cache bandwidth is the ceiling that counts. */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "duet/model.h"
+#include "duet/threadpool.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- bandwidth: each thread sums its slice of the buffer ------------------ */
+typedef struct {
+    const uint64_t *buf; /* (n) */
+    size_t n;
+    uint64_t sink[64];
+} read_job;
+
+static void read_slice(void *ctx, int ith, int nth) {
+    read_job *j = ctx;
+    size_t lo = j->n * (size_t)ith / (size_t)nth, hi = j->n * (size_t)(ith + 1) / (size_t)nth;
+    uint64_t a[8] = {0};
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8) /* 8 independent chains: loads, not adds, are the limit */
+        for (int k = 0; k < 8; k++) a[k] += j->buf[i + k];
+    for (; i < hi; i++) a[0] += j->buf[i];
+    j->sink[ith % 64] = a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7];
+}
+
+static double measure_bandwidth(duet_pool *pool, size_t bytes, int reps) {
+    size_t n = bytes / sizeof(uint64_t);
+    if (n < 1024) n = 1024;
+    uint64_t *buf = malloc(n * sizeof *buf);
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = i * 0x9e3779b97f4a7c15ull; /* touch every page */
+    read_job j = {buf, n, {0}};
+    duet_pool_run(pool, read_slice, &j); /* warm-up */
+    double t[16];
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        duet_pool_run(pool, read_slice, &j);
+        t[r] = (double)(n * sizeof *buf) / (now_s() - t0);
+    }
+    free(buf);
+    return median(t, reps);
+}
+
+static size_t weight_bytes_per_token(const duet_model *m) {
+    const duet_gguf *g = duet_model_gguf(m);
+    size_t total = 0;
+    for (int64_t i = 0; i < duet_gguf_n_tensors(g); i++) {
+        const duet_gguf_tensor *t = duet_gguf_tensor_at(g, i);
+        if (!strcmp(t->name, "token_embd.weight") && !duet_model_hparams(m)->tied_output) continue;
+        total += t->nbytes;
+    }
+    return total;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: duet bench -m MODEL [-t N] [-p PREFILL] [-n DECODE] [-r RUNS] [--kv-type f16|f32] [--json]\n"
+               "  prefill PREFILL tokens (default 512) in one eval and decode DECODE tokens (default 128) one per\n"
+               "  eval, RUNS times each (default 5), and report the medians; decode also as %% of the bandwidth\n"
+               "  roofline (a buffer of the model's size read by the same threads).\n");
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *path = NULL;
+    int threads = 0, n_prefill = 512, n_decode = 128, runs = 5, json = 0, kv_f32 = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(o, "--json")) json = 1;
+        else if (v && !strcmp(o, "-m")) path = argv[++i];
+        else if (v && !strcmp(o, "-t")) threads = atoi(argv[++i]);
+        else if (v && !strcmp(o, "-p")) n_prefill = atoi(argv[++i]);
+        else if (v && !strcmp(o, "-n")) n_decode = atoi(argv[++i]);
+        else if (v && !strcmp(o, "-r")) runs = atoi(argv[++i]);
+        else if (v && !strcmp(o, "--kv-type")) kv_f32 = !strcmp(argv[++i], "f32");
+        else { fprintf(stderr, "duet bench: unknown option or missing value '%s'\n", o); usage(stderr); return 2; }
+    }
+    if (!path || n_prefill < 1 || n_decode < 1 || runs < 1 || runs > 16) {
+        fprintf(stderr, "duet bench: need -m MODEL; -p, -n >= 1 and -r in 1..16\n");
+        return 2;
+    }
+    duet_err err = {0};
+    duet_model *m = NULL;
+    duet_seq *s = NULL;
+    duet_model_params mp = duet_model_default_params();
+    mp.n_threads = threads;
+    mp.kv_type = kv_f32 ? DUET_KV_F32 : DUET_KV_F16;
+    int32_t *tok = NULL;
+    float *logits = NULL;
+    int status = 1;
+    if (duet_model_load(&m, path, &mp, &err) < 0) goto fail;
+    int n_ctx = n_prefill > n_decode ? n_prefill : n_decode;
+    if (duet_seq_new(&s, m, n_ctx, &err) < 0) goto fail;
+    int nv = duet_model_n_vocab(m);
+    tok = malloc(sizeof *tok * (size_t)n_ctx);
+    logits = malloc(sizeof *logits * (size_t)nv);
+    if (!tok || !logits) { duet_err_set(&err, DUET_ENOMEM, "out of memory"); goto fail; }
+    for (int i = 0; i < n_ctx; i++) tok[i] = (int32_t)((i * 7919u + 13) % (unsigned)nv);
+
+    double pre[16], dec[16];
+    for (int r = -1; r < runs; r++) { /* r = -1: warm-up (page-in, caches) */
+        duet_rollback(s, 0);
+        double t0 = now_s();
+        if (duet_eval(s, tok, n_prefill, logits, 1, &err) < 0) goto fail;
+        double tp = now_s() - t0;
+        duet_rollback(s, 0);
+        t0 = now_s();
+        for (int i = 0; i < n_decode; i++)
+            if (duet_eval(s, &tok[i], 1, logits, 1, &err) < 0) goto fail;
+        double td = now_s() - t0;
+        if (r >= 0) pre[r] = n_prefill / tp, dec[r] = n_decode / td;
+        if (!json) fprintf(stderr, "\rduet bench: run %d/%d", r + 2, runs + 1);
+    }
+    if (!json) fprintf(stderr, "\n");
+    double pp = median(pre, runs), tg = median(dec, runs);
+    size_t wbytes = weight_bytes_per_token(m);
+    double bw = measure_bandwidth(duet_model_pool(m), wbytes, 5);
+    double roof = bw / (double)wbytes;
+    const duet_hparams *hp = duet_model_hparams(m);
+    int nth = duet_pool_size(duet_model_pool(m));
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", path);
+        cJSON_AddStringToObject(o, "arch", hp->arch_name);
+        cJSON_AddNumberToObject(o, "threads", nth);
+        cJSON_AddNumberToObject(o, "weight_bytes", (double)wbytes);
+        cJSON_AddNumberToObject(o, "prefill_tokens", n_prefill);
+        cJSON_AddNumberToObject(o, "decode_tokens", n_decode);
+        cJSON_AddNumberToObject(o, "runs", runs);
+        cJSON_AddNumberToObject(o, "prefill_tok_s", pp);
+        cJSON_AddNumberToObject(o, "decode_tok_s", tg);
+        cJSON_AddNumberToObject(o, "bandwidth_gb_s", bw / 1e9);
+        cJSON_AddNumberToObject(o, "roofline_tok_s", roof);
+        cJSON_AddNumberToObject(o, "decode_pct_roofline", 100 * tg / roof);
+        char *js = cJSON_PrintUnformatted(o);
+        printf("%s\n", js);
+        free(js);
+        cJSON_Delete(o);
+    } else {
+        printf("| model | threads | weights MB | prefill %d tok/s | decode %d tok/s | bandwidth GB/s | roofline tok/s | decode %% of roofline |\n",
+               n_prefill, n_decode);
+        printf("|---|---|---|---|---|---|---|---|\n");
+        printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% |\n", path, nth, wbytes / 1e6, pp, tg, bw / 1e9,
+               roof, 100 * tg / roof);
+    }
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "duet bench: %s\n", err.msg);
+done:
+    free(tok);
+    free(logits);
+    duet_seq_free(s);
+    duet_model_free(m);
+    return status;
+}
