@@ -63,6 +63,8 @@ void duet_gguf_close(duet_gguf *g); /* NULL is a no-op */
 uint32_t duet_gguf_version(const duet_gguf *g);
 size_t duet_gguf_alignment(const duet_gguf *g);
 size_t duet_gguf_file_size(const duet_gguf *g);
+/* File offset where the data section (tensor offsets are relative to it) starts. */
+uint64_t duet_gguf_data_offset(const duet_gguf *g);
 
 /* Metadata. Keys are NUL-terminated copies. */
 int64_t duet_gguf_n_kv(const duet_gguf *g);
@@ -110,13 +112,29 @@ int duet_gguf_set_str(duet_gguf_writer *w, const char *key, const char *v);
 int duet_gguf_set_arr(duet_gguf_writer *w, const char *key, duet_gguf_vtype elem_type,
                       const void *data, uint64_t n);
 int duet_gguf_set_arr_str(duet_gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+/* Removes a key (DUET_ENOTFOUND if absent). Remove-then-set moves a key to
+ * the end, which is how llama.cpp's gguf_set_val_* orders keys. */
+int duet_gguf_remove_key(duet_gguf_writer *w, const char *key);
 /* Copies key/value i of a reader (any type, arrays included). */
 int duet_gguf_copy_kv(duet_gguf_writer *w, const duet_gguf *src, int64_t i);
 int duet_gguf_add_tensor(duet_gguf_writer *w, const char *name, uint32_t type, int n_dims,
                          const int64_t *ne, const void *data);
+/* A tensor whose bytes are produced while the file is written: fill(ctx,
+ * name, dst, nbytes, err) must write exactly nbytes into dst and return 0, or
+ * a DUET_E* code (with err set) to abort the write. Generated tensors share
+ * one buffer, so writing a model needs memory for its largest tensor only. */
+typedef int (*duet_gguf_fill_fn)(void *ctx, const char *name, void *dst, size_t nbytes, duet_err *err);
+int duet_gguf_add_tensor_fill(duet_gguf_writer *w, const char *name, uint32_t type, int n_dims,
+                              const int64_t *ne, duet_gguf_fill_fn fill, void *ctx);
 int duet_gguf_writer_write(duet_gguf_writer *w, const char *path, duet_err *err);
 
 const char *duet_gguf_vtype_name(duet_gguf_vtype t);
+
+/* llama.cpp's general.file_type numbers (LLAMA_FTYPE_*): the name without
+ * the ALL_/MOSTLY_ prefix ("F32", "Q4_K_M"), NULL if unknown; and back
+ * (case-insensitive, -1 if unknown). */
+const char *duet_gguf_ftype_name(int ftype);
+int duet_gguf_ftype_from_name(const char *name);
 
 #ifdef __cplusplus
 }
