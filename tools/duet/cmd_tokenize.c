@@ -1,0 +1,98 @@
+/* duet tokenize: UTF-8 text on stdin -> token ids on stdout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duet/tok.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: duet tokenize -m MODEL.gguf [--special] [--no-bos] [--eos] [--json] < text\n"
+            "  Reads UTF-8 text on stdin and prints its token ids separated by spaces.\n"
+            "  BOS is added when the vocabulary says add_bos_token (unless --no-bos).\n"
+            "  --special   text of control tokens (<|eot_id|>, <s>, ...) becomes those tokens\n"
+            "  --eos       append EOS\n"
+            "  --json      print {\"n_tokens\": N, \"ids\": [...]}\n");
+}
+
+/* All of stdin (binary-safe). */
+static char *read_all(FILE *f, size_t *len) {
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = malloc(cap);
+    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                free(buf);
+                return NULL;
+            }
+            buf = p;
+            cap *= 2;
+        }
+    }
+    if (buf && ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL;
+    int special = 0, no_bos = 0, eos = 0, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--special")) {
+            special = 1;
+        } else if (!strcmp(a, "--no-bos")) {
+            no_bos = 1;
+        } else if (!strcmp(a, "--eos")) {
+            eos = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) {
+            model = argv[++i];
+        } else {
+            fprintf(stderr, "duet tokenize: unknown option '%s' (duet tokenize --help)\n", a);
+            return 2;
+        }
+    }
+    if (!model) {
+        fprintf(stderr, "duet tokenize: -m MODEL.gguf is required\n");
+        return 2;
+    }
+    duet_err err = {0};
+    duet_vocab *v = NULL;
+    if (duet_vocab_load_file(&v, model, &err)) {
+        fprintf(stderr, "duet tokenize: %s\n", err.msg);
+        return 1;
+    }
+    size_t len = 0;
+    char *text = read_all(stdin, &len);
+    if (!text) {
+        fprintf(stderr, "duet tokenize: cannot read stdin\n");
+        duet_vocab_free(v);
+        return 1;
+    }
+    int flags = (special ? DUET_TOK_PARSE_SPECIAL : 0) | (eos ? DUET_TOK_ADD_EOS : 0) |
+                (!no_bos && duet_vocab_add_bos(v) ? DUET_TOK_ADD_BOS : 0);
+    int32_t *ids = NULL;
+    int n = duet_tokenize_alloc(v, text, len, flags, &ids);
+    free(text);
+    duet_vocab_free(v);
+    if (n < 0) {
+        fprintf(stderr, "duet tokenize: %s\n",
+                n == DUET_ERANGE ? "input too long (512 MiB at most)" : n == DUET_ENOMEM ? "out of memory" : "failed");
+        return 1;
+    }
+    if (json) printf("{\"n_tokens\": %d, \"ids\": [", n);
+    for (int i = 0; i < n; i++) printf(json ? "%s%d" : "%s%d", i ? (json ? ", " : " ") : "", ids[i]);
+    printf(json ? "]}\n" : "\n");
+    free(ids);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
