@@ -13,8 +13,10 @@ extern "C" {
 
 typedef struct duet_pool duet_pool;
 
-/* fn runs once on each of the nth threads; ith in [0, nth). The caller's
- * thread is ith = 0. */
+/* fn runs once for each ith in [0, nth), nth = the pool size. The caller's
+ * thread runs ith = 0; an ith whose worker has not picked it up by the time
+ * the caller is done is run by the caller too (a descheduled worker delays
+ * nobody), so tasks must not wait for one another inside fn. */
 typedef void (*duet_task_fn)(void *ctx, int ith, int nth);
 
 duet_pool *duet_pool_new(int n_threads); /* n_threads <= 0: number of CPUs */

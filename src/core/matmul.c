@@ -1,0 +1,192 @@
+/* y = x W^T for every weight type (see duet/kernels.h).
+ *
+ * Activations are converted once to the weight's dot type, exactly as
+ * llama.cpp does (duet_quantize_act_row), then:
+ *   quantized weights, AVX-512 VNNI (gemm_q.c): m < DUET_QGEMM_MIN_M streams
+ *       each weight row once for up to 4 tokens, decoded in place (decode and
+ *       short verification blocks: memory bound); more tokens repack 16-row
+ *       weight tiles for integer tile kernels that reuse every loaded weight
+ *       register for 8 tokens (prefill: compute bound);
+ *   F32/F16/BF16 weights, m >= SGEMM_MIN_M: the packed sgemm. f16/bf16
+ *       values widen exactly to f32 and their products are exact in f32, so
+ *       only the summation order differs from vec_dot;
+ *   otherwise (few tokens, or no AVX-512): vecdot.h's kernels, rows handed
+ *       out to threads in chunks, m == 1 one row at a time (GEMV), m >= 2 in
+ *       tiles of 4 rows x 4 tokens.
+ * In every case each (row, token) result equals vec_dot of that pair within
+ * float summation noise: the integer block sums and the per-block scale
+ * products are llama.cpp's. */
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core/gemm.h"
+#include "core/quant_blocks.h"
+#include "core/scratch.h"
+#include "core/sgemm.h"
+#include "core/vecdot.h"
+#include "duet/kernels.h"
+
+/* From this many activation rows, F32/F16/BF16 weights are packed for the
+ * sgemm; below, the tile kernels read them in place. */
+#define SGEMM_MIN_M 8
+
+typedef struct {
+    duet_type wt;
+    const char *w;     /* n_out rows of w_row bytes */
+    size_t w_row;
+    const char *xq;    /* m rows of x_row bytes, in the dot type */
+    size_t x_row;
+    float *y;          /* (m, n_out) */
+    int64_t m, n_in, n_out;
+    duet_vec_dot_fn dot;
+    duet_vec_dot_nxm_fn nxm;
+    int64_t chunk;     /* weight rows per work item */
+    _Atomic int64_t next;
+    /* conversion phase */
+    const float *x;    /* (m, n_in) */
+    duet_quantize_fn quant;
+    char *xq_out;
+} mm_job;
+
+static void convert_task(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    const int64_t r0 = j->m * ith / nth, r1 = j->m * (ith + 1) / nth;
+    for (int64_t r = r0; r < r1; r++)
+        j->quant(j->x + r * j->n_in, j->xq_out + (size_t)r * j->x_row, j->n_in);
+}
+
+static int64_t take_chunk(mm_job *j, int64_t *r1) {
+    const int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+    if (r0 >= j->n_out) return -1;
+    *r1 = r0 + j->chunk < j->n_out ? r0 + j->chunk : j->n_out;
+    return r0;
+}
+
+/* Bytes ahead of the row being read that gemv_task prefetches: the hardware
+ * prefetcher alone leaves one core well below the memory bandwidth. */
+#define GEMV_PF_DIST 4096
+
+static void gemv_task(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    int64_t r0, r1;
+    while ((r0 = take_chunk(j, &r1)) >= 0)
+        for (int64_t r = r0; r < r1; r++) {
+            const char *row = j->w + (size_t)r * j->w_row;
+            for (size_t o = 0; o < j->w_row; o += 64) __builtin_prefetch(row + GEMV_PF_DIST + o, 0, 3);
+            j->y[r] = j->dot(j->n_in, row, j->xq);
+        }
+}
+
+/* Tiles of DUET_NXM_MAX_R weight rows x DUET_NXM_MAX_C tokens: a chunk of weight
+ * rows stays in cache while all tokens pass over it. */
+static void tile_task(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    float s[DUET_NXM_MAX_R * DUET_NXM_MAX_C];
+    int64_t r0, r1;
+    while ((r0 = take_chunk(j, &r1)) >= 0) {
+        for (int64_t t = 0; t < j->m; t += DUET_NXM_MAX_C) {
+            const int nc = (int)(j->m - t < DUET_NXM_MAX_C ? j->m - t : DUET_NXM_MAX_C);
+            for (int64_t r = r0; r < r1; r += DUET_NXM_MAX_R) {
+                const int nr = (int)(r1 - r < DUET_NXM_MAX_R ? r1 - r : DUET_NXM_MAX_R);
+                j->nxm(j->n_in, s, DUET_NXM_MAX_C, j->w + (size_t)r * j->w_row, j->w_row,
+                       j->xq + (size_t)t * j->x_row, j->x_row, nr, nc);
+                for (int a = 0; a < nr; a++)
+                    for (int c = 0; c < nc; c++) j->y[(t + c) * j->n_out + r + a] = s[a * DUET_NXM_MAX_C + c];
+            }
+        }
+    }
+}
+
+typedef struct {
+    duet_type dt;
+    const float *src;
+    float *dst;
+    int64_t n;
+} round_job;
+
+static void round_task(void *ctx, int ith, int nth) {
+    const round_job *r = ctx;
+    const int64_t i0 = r->n * ith / nth, i1 = r->n * (ith + 1) / nth;
+    if (duet_simd_level() >= DUET_SIMD_AVX512)
+        duet_gemm_round_rows_avx512(r->dt, r->src + i0, r->dst + i0, i1 - i0);
+    else if (r->dt == DUET_TYPE_F16)
+        for (int64_t i = i0; i < i1; i++) r->dst[i] = duet_fp16_to_fp32_inl(duet_fp32_to_fp16_inl(r->src[i]));
+    else
+        for (int64_t i = i0; i < i1; i++) r->dst[i] = duet_bf16_to_fp32_inl(duet_fp32_to_bf16_inl(r->src[i]));
+}
+
+void duet_gemm_round_rows(duet_pool *pool, duet_type dt, const float *src, float *dst, int64_t n) {
+    round_job r = {dt, src, dst, n};
+    if (n < 65536) round_task(&r, 0, 1);
+    else duet_pool_run(pool, round_task, &r);
+}
+
+static void fill_nan(float *y, int64_t count) {
+    for (int64_t i = 0; i < count; i++) y[i] = NAN;
+}
+
+/* F16/BF16 weights, many rows: x rounded through the dot type (back to f32,
+ * exactly), then the sgemm with a packer that widens the weight rows. */
+static int matmul_sgemm_half(duet_pool *pool, float *y, duet_type wt, const void *w,
+                             const float *x, int64_t m, int64_t n_in, int64_t n_out) {
+    float *xr = duet_scratch(DUET_SCRATCH_ACT, (size_t)(m * n_in) * sizeof(float));
+    if (!xr) return -1;
+    duet_gemm_round_rows(pool, wt, x, xr, m * n_in);
+    const duet_sgemm_bsrc bs = {wt == DUET_TYPE_F16 ? duet_sgemm_pack_b_f16 : duet_sgemm_pack_b_bf16,
+                                w, n_in, 1};
+    duet_sgemm_ex(pool, -1, 0, m, n_out, n_in, 1.0f, xr, n_in, &bs, 0.0f, y, n_out);
+    return 0;
+}
+
+void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x,
+                 int64_t m, int64_t n_in, int64_t n_out) {
+    if (m <= 0 || n_out <= 0) return;
+    const duet_type_traits *tr = duet_type_info((uint32_t)wt);
+    if (!tr || !tr->is_weight_type || n_in <= 0 || n_in % tr->blck != 0) {
+        fill_nan(y, m * n_out); /* a programmer error: make it loud, not a crash */
+        return;
+    }
+    const duet_type dt = tr->dot_type;
+    const int nth = duet_pool_size(pool);
+
+    if (m >= SGEMM_MIN_M && wt == DUET_TYPE_F32) {
+        duet_sgemm(pool, 0, 1, m, n_out, n_in, 1.0f, x, n_in, w, n_in, 0.0f, y, n_out);
+        return;
+    }
+    if (m >= SGEMM_MIN_M && (wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
+        matmul_sgemm_half(pool, y, wt, w, x, m, n_in, n_out) == 0)
+        return;
+    if (duet_qgemm_supported(wt) && duet_qgemm(pool, y, wt, w, x, m, n_in, n_out) == 0)
+        return;
+
+    mm_job j = {.wt = wt, .w = w, .w_row = duet_row_size(wt, n_in), .y = y, .m = m,
+                .n_in = n_in, .n_out = n_out, .dot = duet_vec_dot_get(wt),
+                .nxm = duet_vec_dot_nxm_get(wt), .x = x, .quant = duet_quantize_act_get(dt)};
+    j.x_row = duet_row_size(dt, n_in);
+    if (!j.dot || !j.nxm || !j.quant) {
+        fill_nan(y, m * n_out);
+        return;
+    }
+    if (dt == DUET_TYPE_F32) {
+        j.xq = (const char *)x;
+    } else {
+        j.xq_out = duet_scratch(DUET_SCRATCH_ACT, (size_t)m * j.x_row);
+        if (!j.xq_out) {
+            fill_nan(y, m * n_out);
+            return;
+        }
+        if (m == 1 || nth == 1) convert_task(&j, 0, 1);
+        else duet_pool_run(pool, convert_task, &j);
+        j.xq = j.xq_out;
+    }
+    /* Enough chunks per thread to even out a busy core, each a multiple of
+     * the tile height. */
+    int64_t chunk = n_out / ((int64_t)nth * 8);
+    chunk = chunk < 16 ? 16 : (chunk + 15) / 16 * 16;
+    j.chunk = chunk;
+    atomic_init(&j.next, 0);
+    duet_task_fn fn = m == 1 ? gemv_task : tile_task;
+    if (nth == 1 || n_out <= chunk) fn(&j, 0, 1);
+    else duet_pool_run(pool, fn, &j);
+}

@@ -1,0 +1,259 @@
+/* duet_matmul for every weight type, GEMV (m = 1) and GEMM (m >= 2), on 1 and
+ * 2 threads and at every SIMD level.
+ *
+ * Reference: the double-precision sum over the dequantized weight row times
+ * the activation row as rounded to the dot type (the quantized activations
+ * dequantized too). For Q4_1/Q5_1 llama.cpp uses Q8_1's stored fp16
+ * s = d*sum(q) in the min term, so the reference does too: it adds
+ * m_b * (s_b - sum of the block's dequantized activations) per block.
+ * Each output must be within 1e-5*S + 1e-5*|ref|, S = sum |w_i x_i| (the
+ * scale of float rounding in the per-block sums). The GEMM result of token t
+ * must equal the GEMV result of that token alone, and vec_dot_ref per
+ * (row, token), within the same bound. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gemm.h"
+#include "core/quant_blocks.h"
+#include "core/vecdot.h"
+#include "duet/kernels.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+static const duet_type k_types[] = {DUET_TYPE_F32,  DUET_TYPE_F16,  DUET_TYPE_BF16, DUET_TYPE_Q8_0,
+                                    DUET_TYPE_Q4_0, DUET_TYPE_Q4_1, DUET_TYPE_Q5_0, DUET_TYPE_Q5_1,
+                                    DUET_TYPE_Q4_K, DUET_TYPE_Q5_K, DUET_TYPE_Q6_K};
+#define N_TYPES (sizeof k_types / sizeof k_types[0])
+static const int64_t k_ms[] = {1, 2, 3, 7, 16, 33};
+
+/* Min term of block b of a Q4_1/Q5_1 row (0 for other types). */
+static double block_min(duet_type wt, const void *wrow, int64_t b) {
+    if (wt == DUET_TYPE_Q4_1) return duet_fp16_to_fp32_inl(((const block_q4_1 *)wrow)[b].m);
+    if (wt == DUET_TYPE_Q5_1) return duet_fp16_to_fp32_inl(((const block_q5_1 *)wrow)[b].m);
+    return 0.0;
+}
+
+typedef struct {
+    duet_type wt, dt;
+    int64_t n_in, n_out, m;
+    size_t w_row, x_row;
+    char *w;      /* n_out rows of w_row bytes */
+    float *wd;    /* (n_out, n_in) dequantized */
+    float *x;     /* (m, n_in) */
+    char *xq;     /* m rows in the dot type */
+    float *xd;    /* (m, n_in) dequantized dot-type activations */
+} problem;
+
+static problem make_problem(duet_type wt, int64_t m, int64_t n_in, int64_t n_out) {
+    problem p = {.wt = wt, .n_in = n_in, .n_out = n_out, .m = m};
+    const duet_type_traits *tr = duet_type_info(wt);
+    cr_assert_not_null(tr);
+    p.dt = tr->dot_type;
+    p.w_row = duet_row_size(wt, n_in);
+    p.x_row = duet_row_size(p.dt, n_in);
+    p.w = malloc(p.w_row * (size_t)n_out);
+    p.wd = malloc(sizeof(float) * (size_t)(n_out * n_in));
+    p.x = malloc(sizeof(float) * (size_t)(m * n_in));
+    p.xq = malloc(p.x_row * (size_t)m);
+    p.xd = malloc(sizeof(float) * (size_t)(m * n_in));
+    cr_assert(p.w && p.wd && p.x && p.xq && p.xd);
+    float *row = malloc(sizeof(float) * (size_t)n_in);
+    for (int64_t o = 0; o < n_out; o++) {
+        /* rows of different magnitudes, some with an offset (exercises the mins) */
+        const float scale = 0.05f + 0.02f * (float)(o % 7), shift = (o % 3 == 0) ? 0.3f * scale : 0.0f;
+        for (int64_t i = 0; i < n_in; i++) row[i] = scale * frand() + shift;
+        duet_quantize_row(wt, row, p.w + (size_t)o * p.w_row, n_in);
+        duet_dequantize_row(wt, p.w + (size_t)o * p.w_row, p.wd + o * n_in, n_in);
+    }
+    for (int64_t t = 0; t < m; t++) {
+        for (int64_t i = 0; i < n_in; i++) p.x[t * n_in + i] = 2.0f * frand() + (t % 2 ? 0.5f : 0.0f);
+        duet_quantize_act_row_ref(p.dt, p.x + t * n_in, p.xq + (size_t)t * p.x_row, n_in);
+        duet_dequantize_row(p.dt, p.xq + (size_t)t * p.x_row, p.xd + t * n_in, n_in);
+    }
+    free(row);
+    return p;
+}
+
+static void free_problem(problem *p) {
+    free(p->w);
+    free(p->wd);
+    free(p->x);
+    free(p->xq);
+    free(p->xd);
+}
+
+/* Reference value and its rounding scale S for (token t, row o). */
+static double reference(const problem *p, int64_t t, int64_t o, double *mag) {
+    const float *w = p->wd + o * p->n_in, *x = p->xd + t * p->n_in;
+    double acc = 0.0, s = 0.0;
+    for (int64_t i = 0; i < p->n_in; i++) {
+        acc += (double)w[i] * x[i];
+        s += fabs((double)w[i] * x[i]);
+    }
+    if (p->dt == DUET_TYPE_Q8_1) {
+        const char *wrow = p->w + (size_t)o * p->w_row;
+        const block_q8_1 *xb = (const block_q8_1 *)(p->xq + (size_t)t * p->x_row);
+        for (int64_t b = 0; b < p->n_in / 32; b++) {
+            double xs = 0.0;
+            for (int i = 0; i < 32; i++) xs += x[b * 32 + i];
+            const double mn = block_min(p->wt, wrow, b);
+            acc += mn * ((double)duet_fp16_to_fp32_inl(xb[b].s) - xs);
+            s += fabs(mn * xs);
+        }
+    }
+    *mag = s;
+    return acc;
+}
+
+static void assert_close(double got, double ref, double mag, const char *what, const problem *p,
+                         int64_t t, int64_t o, int nth) {
+    const double tol = 1e-5 * mag + 1e-5 * fabs(ref) + 1e-30;
+    if (!(fabs(got - ref) <= tol))
+        cr_assert_fail("%s: type %s m %ld n_in %ld n_out %ld threads %d simd %d: y[%ld][%ld] = %.9g, "
+                       "reference %.9g (tol %.3g)",
+                       what, duet_type_name(p->wt), (long)p->m, (long)p->n_in, (long)p->n_out, nth,
+                       duet_simd_level(), (long)t, (long)o, got, ref, tol);
+}
+
+static void check_problem(const problem *p, duet_pool *pool) {
+    const int nth = duet_pool_size(pool);
+    float *y = malloc(sizeof(float) * (size_t)(p->m * p->n_out + 1));
+    float *y1 = malloc(sizeof(float) * (size_t)(p->n_out + 1));
+    cr_assert(y && y1);
+    y[p->m * p->n_out] = 777.0f; /* guard past the end */
+    duet_matmul(pool, y, p->wt, p->w, p->x, p->m, p->n_in, p->n_out);
+    cr_assert_eq(y[p->m * p->n_out], 777.0f, "wrote past y");
+    for (int64_t t = 0; t < p->m; t++) {
+        duet_matmul(pool, y1, p->wt, p->w, p->x + t * p->n_in, 1, p->n_in, p->n_out);
+        for (int64_t o = 0; o < p->n_out; o++) {
+            double mag;
+            const double ref = reference(p, t, o, &mag);
+            assert_close(y[t * p->n_out + o], ref, mag, "vs dequantized reference", p, t, o, nth);
+            assert_close(y[t * p->n_out + o], y1[o], mag, "GEMM vs GEMV", p, t, o, nth);
+            const float vd = duet_vec_dot_ref(p->wt, p->n_in, p->w + (size_t)o * p->w_row,
+                                              p->xq + (size_t)t * p->x_row);
+            assert_close(y[t * p->n_out + o], vd, mag, "vs vec_dot_ref", p, t, o, nth);
+        }
+    }
+    free(y);
+    free(y1);
+}
+
+static void check_all_types(int64_t n_in, int64_t n_out) {
+    for (int nt = 1; nt <= 2; nt++) {
+        duet_pool *pool = duet_pool_new(nt);
+        cr_assert_not_null(pool);
+        for (size_t ti = 0; ti < N_TYPES; ti++)
+            for (size_t mi = 0; mi < sizeof k_ms / sizeof k_ms[0]; mi++) {
+                problem p = make_problem(k_types[ti], k_ms[mi], n_in, n_out);
+                check_problem(&p, pool);
+                free_problem(&p);
+            }
+        duet_pool_free(pool);
+    }
+}
+
+Test(matmul, all_types_best_simd) { check_all_types(512, 37); }
+
+static void use_avx2(void) { setenv("DUET_SIMD", "avx2", 1); }
+static void use_scalar(void) { setenv("DUET_SIMD", "scalar", 1); }
+
+Test(matmul, all_types_avx2, .init = use_avx2) {
+    cr_assert_leq(duet_simd_level(), DUET_SIMD_AVX2);
+    check_all_types(256, 21);
+}
+
+Test(matmul, all_types_scalar, .init = use_scalar) {
+    cr_assert_eq(duet_simd_level(), DUET_SIMD_SCALAR);
+    check_all_types(256, 19);
+}
+
+/* Shapes that cross the sgemm's cache blocks (n_out > NC, n_in > KC) and
+ * several weight tiles per thread. */
+Test(matmul, larger_shapes) {
+    const duet_type types[] = {DUET_TYPE_F32, DUET_TYPE_F16, DUET_TYPE_BF16, DUET_TYPE_Q4_0, DUET_TYPE_Q4_K,
+                               DUET_TYPE_Q6_K};
+    duet_pool *pool = duet_pool_new(2);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        problem p = make_problem(types[i], 19, 768, 517);
+        check_problem(&p, pool);
+        free_problem(&p);
+    }
+    duet_pool_free(pool);
+}
+
+/* Rows whose block count is not a multiple of 4 or 16 (partial groups of the
+ * few-token kernels), for the 32-element block types. */
+Test(matmul, odd_block_counts) {
+    const duet_type types[] = {DUET_TYPE_Q8_0, DUET_TYPE_Q4_0, DUET_TYPE_Q4_1, DUET_TYPE_Q5_0, DUET_TYPE_Q5_1,
+                               DUET_TYPE_F16};
+    const int64_t n_ins[] = {32, 96, 608}, ms[] = {1, 3, 9};
+    duet_pool *pool = duet_pool_new(2);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t a = 0; a < 3; a++)
+            for (size_t b = 0; b < 3; b++) {
+                problem p = make_problem(types[i], ms[b], n_ins[a], 23);
+                check_problem(&p, pool);
+                free_problem(&p);
+            }
+    duet_pool_free(pool);
+}
+
+/* Activations rounded through F16/BF16 for the sgemm path: bit for bit the
+ * scalar conversions, over random bit patterns (NaN, inf, subnormals, ties). */
+Test(matmul, round_rows_match_scalar_conversions) {
+    enum { N = 4099 };
+    float *src = malloc(N * sizeof(float)), *dst = malloc(N * sizeof(float));
+    cr_assert(src && dst);
+    for (int i = 0; i < N; i++) {
+        uint32_t u = (uint32_t)(rng_state >> 32);
+        frand();
+        if (i % 7 == 0) u &= 0x807fffffu;               /* subnormal / zero */
+        if (i % 11 == 0) u = (u & 0xffff0000u) | 0x8000u; /* bf16 tie */
+        if (i % 13 == 0) u = (u & 0xffffe000u) | 0x1000u; /* f16 tie */
+        if (i % 17 == 0) u |= 0x7f800000u;              /* inf / NaN */
+        memcpy(&src[i], &u, 4);
+    }
+    duet_pool *pool = duet_pool_new(2);
+    for (int k = 0; k < 2; k++) {
+        const duet_type dt = k ? DUET_TYPE_BF16 : DUET_TYPE_F16;
+        duet_gemm_round_rows(pool, dt, src, dst, N);
+        for (int i = 0; i < N; i++) {
+            const float ref = dt == DUET_TYPE_F16 ? duet_fp16_to_fp32_inl(duet_fp32_to_fp16_inl(src[i]))
+                                                  : duet_bf16_to_fp32_inl(duet_fp32_to_bf16_inl(src[i]));
+            uint32_t a, b;
+            memcpy(&a, &dst[i], 4);
+            memcpy(&b, &ref, 4);
+            cr_assert_eq(a, b, "%s: element %d (%08x): %08x, scalar %08x", duet_type_name(dt), i,
+                         (unsigned)duet_f32_bits(src[i]), a, b);
+        }
+    }
+    duet_pool_free(pool);
+    free(src);
+    free(dst);
+}
+
+/* Bad arguments are programmer errors: no crash, and the output says so. */
+Test(matmul, bad_arguments_give_nan) {
+    float w[64] = {0}, x[64] = {0}, y[4] = {0};
+    duet_matmul(NULL, y, DUET_TYPE_Q8_K, w, x, 1, 256, 2); /* activation-only type */
+    cr_assert(isnan(y[0]) && isnan(y[1]));
+    memset(y, 0, sizeof y);
+    duet_matmul(NULL, y, (duet_type)99, w, x, 1, 32, 2); /* unknown type */
+    cr_assert(isnan(y[0]) && isnan(y[1]));
+    memset(y, 0, sizeof y);
+    duet_matmul(NULL, y, DUET_TYPE_Q4_0, w, x, 2, 33, 2); /* n_in not a multiple of 32 */
+    cr_assert(isnan(y[0]) && isnan(y[3]));
+    y[0] = 5.0f;
+    duet_matmul(NULL, y, DUET_TYPE_F32, w, x, 0, 16, 2); /* m = 0: nothing */
+    cr_assert_eq(y[0], 5.0f);
+}

@@ -1,0 +1,180 @@
+/* The arithmetic pieces of the forward pass: each AVX2 path gives exactly
+ * the bits of its C reference, and each reference computes what it claims
+ * (checked against straightforward double-precision formulas). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duet/quant.h"
+#include "model/ops.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float urand(float lo, float hi) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return lo + (hi - lo) * (float)((rng >> 40) / 16777216.0);
+}
+
+Test(model_ops, ggml_expf_is_an_exp) {
+    cr_expect_eq(duet_ggml_expf(0.0f), 1.0f);
+    cr_expect_eq(duet_ggml_expf(-INFINITY), 0.0f);
+    cr_expect_eq(duet_ggml_expf(-200.0f), 0.0f);
+    cr_expect(isinf(duet_ggml_expf(200.0f)));
+    double worst = 0;
+    for (float x = -87.0f; x < 88.0f; x += 0.01f) {
+        const double rel = fabs(duet_ggml_expf(x) / exp((double)x) - 1.0);
+        worst = rel > worst ? rel : worst;
+    }
+    /* ggml documents 1.45358 + 0.5 ulp */
+    cr_expect(worst < 2.5 * 0x1p-23, "relative error %.3g", worst);
+    /* subnormal results keep their value (scalef semantics) */
+    const double sub = duet_ggml_expf(-95.0f);
+    cr_expect(sub > 0 && fabs(sub / exp(-95.0) - 1.0) < 1e-3, "exp(-95) = %g", sub);
+}
+
+Test(model_ops, hsum16_follows_the_avx512_reduction_order) {
+    /* (l0 + l8) + (l4 + l12) first: 2^24 + 1 rounds to 2^24, then cancels
+     * with -2^24; a left-to-right sum would give 1. */
+    float l[16] = {0};
+    l[0] = 16777216.0f;
+    l[8] = 1.0f;
+    l[4] = -16777216.0f;
+    cr_expect_eq(duet_hsum16(l), 0.0f);
+}
+
+Test(model_ops, rms_norm_matches_the_formula) {
+    float x[300], w[300], y[300];
+    for (int i = 0; i < 300; i++) x[i] = urand(-3, 3), w[i] = urand(0.5f, 1.5f);
+    duet_rms_norm(y, x, w, 300, 1e-5f);
+    double ss = 0;
+    for (int i = 0; i < 300; i++) ss += (double)x[i] * x[i];
+    const double s = 1.0 / sqrt(ss / 300 + 1e-5);
+    for (int i = 0; i < 300; i++) cr_expect(fabs(y[i] - x[i] * s * w[i]) <= 1e-6 * fabs(x[i] * s * w[i]) + 1e-7);
+}
+
+Test(model_ops, rope_rotates_pairs_by_the_position_angles) {
+    const int n_rot = 32;
+    float cs[32], x[32], y[32];
+    duet_rope_cache(cs, 0, n_rot, 10000.0f, 1.0f, NULL);
+    for (int i = 0; i < n_rot; i += 2) cr_expect(cs[i] == 1.0f && cs[i + 1] == 0.0f);
+    const int pos = 7;
+    duet_rope_cache(cs, pos, n_rot, 10000.0f, 1.0f, NULL);
+    float x0[32];
+    for (int i = 0; i < n_rot; i++) x0[i] = x[i] = y[i] = urand(-1, 1);
+    duet_rope_apply(x, cs, n_rot, 0); /* NORM: (2i, 2i+1) */
+    duet_rope_apply(y, cs, n_rot, 1); /* NEOX: (i, i+16) */
+    for (int i = 0; i < n_rot / 2; i++) {
+        const double th = pos * pow(10000.0, -2.0 * i / n_rot);
+        cr_expect(fabs(cs[2 * i] - cos(th)) < 1e-5 && fabs(cs[2 * i + 1] - sin(th)) < 1e-5, "pair %d", i);
+    }
+    for (int i = 0; i < n_rot / 2; i++) {
+        const double th = pos * pow(10000.0, -2.0 * i / n_rot), c = cos(th), s = sin(th);
+        const double a = x0[2 * i], b = x0[2 * i + 1];
+        cr_expect(fabs(x[2 * i] - (a * c - b * s)) < 1e-5 && fabs(x[2 * i + 1] - (a * s + b * c)) < 1e-5);
+        const double p = x0[i], q = x0[i + 16];
+        cr_expect(fabs(y[i] - (p * c - q * s)) < 1e-5 && fabs(y[i + 16] - (p * s + q * c)) < 1e-5);
+    }
+    /* linear scaling divides the angle; frequency factors divide per pair */
+    float cl[32], cf[32], ff[16];
+    for (int i = 0; i < 16; i++) ff[i] = 4.0f;
+    duet_rope_cache(cl, 8, n_rot, 10000.0f, 0.25f, NULL);
+    duet_rope_cache(cf, 8, n_rot, 10000.0f, 1.0f, ff);
+    duet_rope_cache(cs, 2, n_rot, 10000.0f, 1.0f, NULL);
+    for (int i = 0; i < n_rot; i++) cr_expect(fabsf(cl[i] - cs[i]) < 1e-6f && fabsf(cf[i] - cs[i]) < 1e-6f);
+}
+
+Test(model_ops, swiglu_avx2_equals_reference) {
+    if (!duet_model_simd()) cr_skip_test("no AVX2/FMA/F16C");
+    const int n = 16 * 40 + 7;
+    float *g = malloc(n * sizeof(float)), *u = malloc(n * sizeof(float));
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    for (int i = 0; i < n; i++) g[i] = urand(-12, 12), u[i] = urand(-2, 2);
+    g[3] = -150.0f; /* exp(150) overflows: the slow lane path */
+    g[20] = 100.0f;
+    g[33] = -0.0f;
+    duet_swiglu_ref(a, g, u, n);
+    duet_swiglu_avx2(b, g, u, n);
+    cr_expect(!memcmp(a, b, n * sizeof(float)));
+    for (int i = 0; i < n; i++) {
+        const double ref = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        cr_expect(fabs(a[i] - ref) <= 1e-5 * fabs(ref) + 1e-30, "i=%d %g vs %g", i, a[i], ref);
+    }
+    free(g), free(u), free(a), free(b);
+}
+
+/* Double-precision softmax attention as the independent reference. */
+static void naive_attention(double *out, const float *q, const float *k, const float *v, int n_kv, int hd,
+                            size_t stride, size_t vstride) {
+    double *w = malloc(n_kv * sizeof(double)), mx = -INFINITY, sum = 0;
+    for (int j = 0; j < n_kv; j++) {
+        double s = 0;
+        for (int d = 0; d < hd; d++) s += (double)q[d] * k[j * stride + d];
+        w[j] = s / sqrt(hd);
+        mx = fmax(mx, w[j]);
+    }
+    for (int j = 0; j < n_kv; j++) sum += w[j] = exp(w[j] - mx);
+    for (int d = 0; d < hd; d++) {
+        out[d] = 0;
+        for (int j = 0; j < n_kv; j++) out[d] += w[j] / sum * v[d * vstride + j];
+    }
+    free(w);
+}
+
+static void attention_case(int n_kv, int hd, int f16, int single, int n_kv_pad) {
+    /* rows of a wider cache, as with GQA: k (n_kv, stride), v^T (hd, vstride) */
+    const size_t stride = hd * 2 + 16, vstride = n_kv + 5, nk = n_kv * stride, nv = hd * vstride;
+    /* a cache's V carries DUET_V_SLACK elements past its last row */
+    float *k = malloc(nk * sizeof(float)), *v = calloc(nv + DUET_V_SLACK, sizeof(float));
+    uint16_t *k16 = malloc(nk * 2), *v16 = calloc(nv + DUET_V_SLACK, 2);
+    float q[256], a[256], b[256];
+    for (size_t i = 0; i < nk; i++) {
+        k[i] = urand(-2, 2);
+        k16[i] = duet_f32_to_f16(k[i]);
+        if (f16) k[i] = duet_f16_to_f32(k16[i]);
+    }
+    for (size_t i = 0; i < nv; i++) {
+        v[i] = urand(-1, 1);
+        v16[i] = duet_f32_to_f16(v[i]);
+        if (f16) v[i] = duet_f16_to_f32(v16[i]);
+    }
+    for (int d = 0; d < hd; d++) q[d] = urand(-2, 2);
+    duet_attn_args args = {.head_dim = hd, .n_kv = n_kv, .single = single, .n_kv_pad = n_kv_pad, .kv_f16 = f16,
+                           .k = f16 ? (void *)k16 : (void *)k,
+                           .v = f16 ? (void *)v16 : (void *)v, .k_stride = stride, .v_stride = vstride,
+                           .scale = 1.0f / sqrtf((float)hd)};
+    void *scratch = malloc(duet_attn_scratch_size(n_kv, hd));
+    duet_attn_head_ref(a, q, &args, scratch);
+    if (duet_model_simd() && hd % 16 == 0) {
+        duet_attn_head_avx2(b, q, &args, scratch);
+        cr_expect(!memcmp(a, b, hd * sizeof(float)), "n_kv %d hd %d f16 %d single %d: AVX2 differs from reference",
+                  n_kv, hd, f16, single);
+    }
+    double ref[256];
+    naive_attention(ref, q, k, v, n_kv, hd, stride, vstride);
+    const double tol = f16 ? 4e-3 : 1e-5; /* F16 rounds q and the probabilities */
+    for (int d = 0; d < hd; d++) cr_expect(fabs(a[d] - ref[d]) <= tol, "n_kv %d hd %d d %d: %g vs %g", n_kv, hd, d, a[d], ref[d]);
+    free(scratch), free(k), free(v), free(k16), free(v16);
+}
+
+Test(model_ops, attention_matches_softmax_attention) {
+    const int n_kv[] = {1, 2, 15, 16, 17, 48, 63, 64, 65, 100, 300};
+    const int hd[] = {16, 32, 64, 80, 128, 40};
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t i = 0; i < sizeof n_kv / sizeof *n_kv; i++)
+            for (size_t j = 0; j < sizeof hd / sizeof *hd; j++) {
+                attention_case(n_kv[i], hd[j], f16, 0, 0);
+                /* one token: llama.cpp's padded view, and one cut short by the context */
+                attention_case(n_kv[i], hd[j], f16, 1, duet_attn_kv_pad(n_kv[i] - 1, 4096));
+                attention_case(n_kv[i], hd[j], f16, 1, n_kv[i]);
+            }
+}
+
+Test(model_ops, kv_view_is_padded_like_llama_cpp) {
+    cr_expect_eq(duet_attn_kv_pad(0, 512), 32);
+    cr_expect_eq(duet_attn_kv_pad(31, 512), 32);
+    cr_expect_eq(duet_attn_kv_pad(32, 512), 64);
+    cr_expect_eq(duet_attn_kv_pad(47, 512), 64);
+    cr_expect_eq(duet_attn_kv_pad(500, 512), 512);
+    cr_expect_eq(duet_attn_kv_pad(5, 16), 16);
+}
