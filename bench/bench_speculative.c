@@ -1,0 +1,279 @@
+/* bench_speculative: tokens/s of the target alone vs speculative decoding
+ * with each draft source and length, on prompts from valid.txt and on a
+ * hostile set, with the speedup Leviathan et al.'s formula predicts from the
+ * measured acceptance and cost ratio next to the measured one.
+ *
+ * Every configuration runs on the same prompts right after the baseline for
+ * that prompt (side by side, so machine noise hits both alike); the figure per
+ * configuration is total tokens / total seconds over all prompts, and the
+ * speedup is the ratio to the baseline's. Prints one JSON object. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "duet/generate.h"
+#include "duet/lm_local.h"
+#include "duet/model.h"
+#include "duet/speculative.h"
+#include "duet/tok.h"
+
+#define MAX_PROMPTS 128
+#define PROMPT_TOKENS 32
+
+typedef struct {
+    int32_t ids[PROMPT_TOKENS];
+    int n;
+} prompt;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+    if (p) p[n] = 0;
+    fclose(f);
+    return p;
+}
+
+/* Story openings of valid.txt (paragraphs that start a story), first 32 tokens. */
+static int story_prompts(const duet_vocab *v, const char *text, prompt *out, int want) {
+    int n = 0;
+    const char *p = text;
+    while (*p && n < want) {
+        const char *end = strstr(p, "\n\n");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (!strncmp(p, "once upon a time", 16) || !strncmp(p, "once there was", 14) || !strncmp(p, "one day,", 8)) {
+            int32_t *ids;
+            int k = duet_tokenize_alloc(v, p, len, duet_vocab_add_bos(v) ? DUET_TOK_ADD_BOS : 0, &ids);
+            if (k >= PROMPT_TOKENS + 16) { /* long enough that the story goes on */
+                memcpy(out[n].ids, ids, sizeof(int32_t) * PROMPT_TOKENS);
+                out[n++].n = PROMPT_TOKENS;
+            }
+            if (k > 0) free(ids);
+        }
+        if (!end) break;
+        p = end + 2;
+    }
+    return n;
+}
+
+/* Hostile prompts: uniformly random token ids, and text from outside the
+ * training domain (other scripts, code) that neither model can continue. */
+static int hostile_prompts(const duet_vocab *v, const char *foreign, prompt *out, int want, int n_vocab) {
+    int n = 0;
+    uint64_t x = 12345;
+    for (; n < want / 2; n++) {
+        for (int i = 0; i < PROMPT_TOKENS; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            out[n].ids[i] = (int32_t)((x >> 33) % (uint64_t)n_vocab);
+        }
+        out[n].n = PROMPT_TOKENS;
+    }
+    const char *p = foreign;
+    const char *sep = "\n__ggml_vocab_test__\n";
+    while (p && *p && n < want) {
+        const char *end = strstr(p, sep);
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int32_t *ids;
+        int k = len > 40 ? duet_tokenize_alloc(v, p, len, 0, &ids) : 0;
+        if (k >= PROMPT_TOKENS) {
+            memcpy(out[n].ids, ids, sizeof(int32_t) * PROMPT_TOKENS);
+            out[n++].n = PROMPT_TOKENS;
+        }
+        if (k > 0) free(ids);
+        p = end ? end + strlen(sep) : NULL;
+    }
+    return n;
+}
+
+typedef struct {
+    const char *name;
+    int use_model, use_ngram, k, adaptive; /* k = 0 with no source: baseline */
+    /* totals over prompts */
+    double seconds;
+    long tokens, drafted, accepted, rounds_with_draft;
+    long drafted_at[DUET_SPEC_KMAX], accepted_at[DUET_SPEC_KMAX];
+} config;
+
+static duet_sampler *make_sampler(float temp, uint64_t seed, int n_vocab) {
+    duet_sampler_params sp = duet_sampler_default_params();
+    sp.temp = temp, sp.seed = seed;
+    sp.top_k = 0, sp.top_p = 1, sp.min_p = 0; /* the plain distribution: the hardest case for drafts */
+    return duet_sampler_new(&sp, n_vocab);
+}
+
+static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int n_new, float temp, uint64_t seed,
+                   duet_err *err) {
+    duet_lm tl = duet_lm_from_seq(ts), dl = duet_lm_from_seq(ds);
+    duet_sampler *s = make_sampler(temp, seed, tl.n_vocab);
+    duet_rollback(ts, 0);
+    duet_rollback(ds, 0);
+    double t0 = now_s();
+    int rc;
+    if (!c->use_model && !c->use_ngram) {
+        rc = duet_generate(&tl, s, pr->ids, pr->n, n_new, NULL, NULL, NULL, err);
+    } else {
+        duet_spec_params sp = duet_spec_default_params();
+        sp.use_model = c->use_model, sp.use_ngram = c->use_ngram;
+        sp.draft_max = c->k, sp.adaptive = c->adaptive;
+        duet_spec_stats st;
+        rc = duet_speculative_generate(&tl, &dl, s, &sp, pr->ids, pr->n, n_new, NULL, NULL, &st, err);
+        if (rc >= 0) {
+            c->drafted += st.drafted, c->accepted += st.accepted, c->rounds_with_draft += st.drafted_at[0];
+            for (int i = 0; i < DUET_SPEC_KMAX; i++) c->drafted_at[i] += st.drafted_at[i], c->accepted_at[i] += st.accepted_at[i];
+        }
+    }
+    double dt = now_s() - t0;
+    duet_sampler_free(s);
+    if (rc < 0) return rc;
+    c->seconds += dt;
+    c->tokens += rc;
+    return 0;
+}
+
+/* Median seconds of an eval of `block` tokens after a 32-token context. */
+static double block_cost(duet_seq *s, int block, int reps) {
+    int32_t tok[64];
+    for (int i = 0; i < 64; i++) tok[i] = 10 + i;
+    double t[32];
+    for (int r = 0; r < reps; r++) {
+        duet_rollback(s, 0);
+        duet_eval(s, tok, 32, NULL, 0, NULL);
+        double t0 = now_s();
+        duet_eval(s, tok + 32, block, NULL, block, NULL) /* logits of every position, as verification */;
+        t[r] = now_s() - t0;
+    }
+    for (int i = 0; i < reps; i++) /* insertion sort: reps is small */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { double x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+    return t[reps / 2];
+}
+
+int main(int argc, char **argv) {
+    const char *target = NULL, *draft = NULL, *valid = NULL, *foreign = NULL;
+    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--target")) target = argv[i + 1];
+        else if (!strcmp(argv[i], "--draft")) draft = argv[i + 1];
+        else if (!strcmp(argv[i], "--valid")) valid = argv[i + 1];
+        else if (!strcmp(argv[i], "--foreign")) foreign = argv[i + 1];
+        else if (!strcmp(argv[i], "--prompts")) n_prompts = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--hostile")) n_hostile = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-n")) n_new = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
+    }
+    if (!target || !draft || !valid || !foreign || n_prompts > MAX_PROMPTS || n_hostile > MAX_PROMPTS) {
+        fprintf(stderr, "usage: bench_speculative --target LLM --draft SLM --valid valid.txt --foreign TEXT "
+                        "[--prompts 50] [--hostile 20] [-n 128] [-t N]\n");
+        return 2;
+    }
+    duet_err err = {0};
+    duet_model *tm = NULL, *dm = NULL;
+    duet_model_params mp = duet_model_default_params();
+    mp.n_threads = threads;
+    if (duet_model_load(&tm, target, &mp, &err) < 0) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
+    mp.pool = duet_model_pool(tm);
+    if (duet_model_load(&dm, draft, &mp, &err) < 0) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
+    duet_vocab *v = NULL;
+    if (duet_vocab_load(&v, duet_model_gguf(tm), &err) < 0) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
+    char *vtext = slurp(valid), *ftext = slurp(foreign);
+    if (!vtext || !ftext) { fprintf(stderr, "bench_speculative: cannot read the prompt files\n"); return 1; }
+    static prompt stories[MAX_PROMPTS], hostile[MAX_PROMPTS];
+    int ns = story_prompts(v, vtext, stories, n_prompts);
+    int nh = hostile_prompts(v, ftext, hostile, n_hostile, duet_model_n_vocab(tm));
+    int n_ctx = PROMPT_TOKENS + n_new + DUET_SPEC_KMAX + 2;
+    duet_seq *ts, *ds;
+    if (duet_seq_new(&ts, tm, n_ctx, &err) < 0 || duet_seq_new(&ds, dm, n_ctx, &err) < 0) {
+        fprintf(stderr, "bench_speculative: %s\n", err.msg);
+        return 1;
+    }
+
+    /* costs: target blocks of 1..9 tokens, one draft token */
+    double t_block[DUET_SPEC_KMAX + 2];
+    for (int b = 1; b <= 9; b++) t_block[b] = block_cost(ts, b, 15);
+    double t_draft1 = block_cost(ds, 1, 15);
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "target", target);
+    cJSON_AddStringToObject(root, "draft", draft);
+    cJSON_AddNumberToObject(root, "prompts", ns);
+    cJSON_AddNumberToObject(root, "hostile_prompts", nh);
+    cJSON_AddNumberToObject(root, "new_tokens", n_new);
+    cJSON_AddNumberToObject(root, "threads", duet_pool_size(duet_model_pool(tm)));
+    cJSON_AddNumberToObject(root, "cost_ratio_draft_vs_target", t_draft1 / t_block[1]);
+    cJSON *blocks = cJSON_AddArrayToObject(root, "target_block_cost_vs_1");
+    for (int b = 1; b <= 9; b++) cJSON_AddItemToArray(blocks, cJSON_CreateNumber(t_block[b] / t_block[1]));
+    cJSON *runs = cJSON_AddArrayToObject(root, "runs");
+
+    const float temps[2] = {0.0f, 0.8f};
+    for (int set = 0; set < 2; set++) {
+        const prompt *ps = set == 0 ? stories : hostile;
+        int np = set == 0 ? ns : nh;
+        for (int ti = 0; ti < 2; ti++) {
+            config cfg[16];
+            int nc = 0;
+            cfg[nc++] = (config){.name = "llm alone"};
+            if (set == 0)
+                for (int k = 1; k <= 8; k++) cfg[nc++] = (config){.name = "model fixed", .use_model = 1, .k = k};
+            cfg[nc++] = (config){.name = "model adaptive", .use_model = 1, .k = 8, .adaptive = 1};
+            cfg[nc++] = (config){.name = "ngram adaptive", .use_ngram = 1, .k = 8, .adaptive = 1};
+            cfg[nc++] = (config){.name = "model+ngram adaptive", .use_model = 1, .use_ngram = 1, .k = 8, .adaptive = 1};
+            for (int p = 0; p < np; p++) {
+                for (int c = 0; c < nc; c++)
+                    if (run_one(&cfg[c], ts, ds, &ps[p], n_new, temps[ti], 1000 + (uint64_t)p, &err) < 0) {
+                        fprintf(stderr, "bench_speculative: %s\n", err.msg);
+                        return 1;
+                    }
+                fprintf(stderr, "\r%s, temp %.1f: prompt %d/%d", set ? "hostile" : "stories", temps[ti], p + 1, np);
+            }
+            fprintf(stderr, "\n");
+            double base = cfg[0].tokens / cfg[0].seconds;
+            for (int c = 0; c < nc; c++) {
+                cJSON *r = cJSON_CreateObject();
+                cJSON_AddStringToObject(r, "set", set ? "hostile" : "stories");
+                cJSON_AddNumberToObject(r, "temp", temps[ti]);
+                cJSON_AddStringToObject(r, "config", cfg[c].name);
+                cJSON_AddNumberToObject(r, "draft_max", cfg[c].k);
+                double tps = cfg[c].tokens / cfg[c].seconds;
+                cJSON_AddNumberToObject(r, "tok_s", tps);
+                cJSON_AddNumberToObject(r, "speedup", tps / base);
+                double alpha = cfg[c].drafted ? (double)cfg[c].accepted / cfg[c].drafted : 0;
+                cJSON_AddNumberToObject(r, "acceptance", alpha);
+                cJSON_AddNumberToObject(r, "mean_accepted", cfg[c].rounds_with_draft ? (double)cfg[c].accepted / cfg[c].rounds_with_draft : 0);
+                if (cfg[c].use_model && !cfg[c].use_ngram && !cfg[c].adaptive) {
+                    /* per-token acceptance rate alpha from the per-position rates' geometric fit:
+                     * the formula's alpha is the chance each next draft token is kept */
+                    double a_iid = cfg[c].drafted_at[0] ? (double)cfg[c].accepted_at[0] / cfg[c].drafted_at[0] : 0;
+                    int k = cfg[c].k;
+                    cJSON_AddNumberToObject(r, "alpha_first_position", a_iid);
+                    cJSON_AddNumberToObject(r, "predicted_speedup",
+                                            duet_spec_predicted_speedup(a_iid, k, t_draft1, t_block[1], t_block[k + 1]));
+                }
+                cJSON *pos = cJSON_AddArrayToObject(r, "acceptance_by_position");
+                for (int i = 0; i < DUET_SPEC_KMAX && cfg[c].drafted_at[i]; i++)
+                    cJSON_AddItemToArray(pos, cJSON_CreateNumber((double)cfg[c].accepted_at[i] / cfg[c].drafted_at[i]));
+                cJSON_AddItemToArray(runs, r);
+            }
+        }
+    }
+    char *js = cJSON_PrintUnformatted(root);
+    printf("%s\n", js);
+    free(js);
+    cJSON_Delete(root);
+    duet_seq_free(ts), duet_seq_free(ds);
+    duet_vocab_free(v);
+    duet_model_free(dm), duet_model_free(tm);
+    free(vtext), free(ftext);
+    return 0;
+}
