@@ -81,13 +81,8 @@ static _Atomic int simd_state = -1;
 
 int duet_model_simd(void) {
     if (simd_state < 0) {
-        int ok = 0;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c") && duet_simd_level() >= 1;
-#endif
-        simd_state = ok;
+        /* duet_simd_level() >= 1 means AVX2 + FMA + F16C (core/cpu_features.c). */
+        simd_state = duet_simd_level() >= 1;
     }
     return simd_state;
 }
