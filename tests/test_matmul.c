@@ -208,6 +208,217 @@ Test(matmul, odd_block_counts) {
     duet_pool_free(pool);
 }
 
+/* ---- llama.cpp's float arithmetic, modelled in scalar code ----
+ * A last-ulp difference in a matmul can flip the rounding of an activation
+ * quantized downstream and move logits by tenths, so for these types duet
+ * reproduces the exact float operations of the llama.cpp CPU kernel:
+ *   Q8_0, Q4_1, Q5_0, Q5_1 (ggml's AVX2 vec_dot, llamafile's tinyBLAS): 8
+ *     partial sums per row, one per group of 4 values of each block;
+ *   Q5_K, Q6_K (ggml's AVX2 vec_dot): the same over super-blocks with
+ *     sub-block scales;
+ *   Q4_0, Q4_K (the repacked GEMMs): per block the whole integer sum; Q4_K's
+ *     GEMM (tokens in whole groups of 4) per pair of sub-blocks, its GEMV (the
+ *     last m % 4 tokens) per super-block. */
+
+/* Integer value of element e of a weight row, offset removed. */
+static int weight_value(duet_type wt, const char *row, int64_t e) {
+    const int64_t b = e / 32, i = e % 32;
+    switch (wt) {
+    case DUET_TYPE_Q8_0: return ((const block_q8_0 *)row)[b].qs[i];
+    case DUET_TYPE_Q4_0: {
+        const uint8_t q = ((const block_q4_0 *)row)[b].qs[i % 16];
+        return (i < 16 ? q & 15 : q >> 4) - 8;
+    }
+    case DUET_TYPE_Q4_1: {
+        const uint8_t q = ((const block_q4_1 *)row)[b].qs[i % 16];
+        return i < 16 ? q & 15 : q >> 4;
+    }
+    case DUET_TYPE_Q5_0:
+    case DUET_TYPE_Q5_1: {
+        const uint8_t *qs = wt == DUET_TYPE_Q5_0 ? ((const block_q5_0 *)row)[b].qs : ((const block_q5_1 *)row)[b].qs;
+        const uint8_t *qhp = wt == DUET_TYPE_Q5_0 ? ((const block_q5_0 *)row)[b].qh : ((const block_q5_1 *)row)[b].qh;
+        uint32_t qh;
+        memcpy(&qh, qhp, 4);
+        const int v = (i < 16 ? qs[i] & 15 : qs[i - 16] >> 4) | (int)(((qh >> i) & 1u) << 4);
+        return wt == DUET_TYPE_Q5_0 ? v - 16 : v;
+    }
+    default: return 0;
+    }
+}
+
+static float block_scale(duet_type wt, const char *row, int64_t b, float *mn) {
+    *mn = 0.0f;
+    switch (wt) {
+    case DUET_TYPE_Q8_0: return duet_fp16_to_fp32_inl(((const block_q8_0 *)row)[b].d);
+    case DUET_TYPE_Q4_0: return duet_fp16_to_fp32_inl(((const block_q4_0 *)row)[b].d);
+    case DUET_TYPE_Q4_1:
+        *mn = duet_fp16_to_fp32_inl(((const block_q4_1 *)row)[b].m);
+        return duet_fp16_to_fp32_inl(((const block_q4_1 *)row)[b].d);
+    case DUET_TYPE_Q5_0: return duet_fp16_to_fp32_inl(((const block_q5_0 *)row)[b].d);
+    case DUET_TYPE_Q5_1:
+        *mn = duet_fp16_to_fp32_inl(((const block_q5_1 *)row)[b].m);
+        return duet_fp16_to_fp32_inl(((const block_q5_1 *)row)[b].d);
+    default: return 0.0f;
+    }
+}
+
+static float hsum8_model(const float acc[8]) {
+    float a[4];
+    for (int i = 0; i < 4; i++) a[i] = acc[i] + acc[i + 4];
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+static float model_dot(duet_type wt, int64_t n, const char *w, const char *xq, int q4k_pairs) {
+    if (wt == DUET_TYPE_Q6_K) {
+        const block_q6_K *wb = (const block_q6_K *)w;
+        const block_q8_K *xb = (const block_q8_K *)xq;
+        float acc[8] = {0};
+        for (int64_t s = 0; s < n / QK_K; s++) {
+            int32_t sumi[8] = {0};
+            for (int e = 0; e < QK_K; e++) {
+                const int h = e / 128, l = e % 128, p = l / 32, ll = l % 32;
+                const uint8_t ql = wb[s].ql[64 * h + 32 * (p & 1) + ll];
+                const int q = (p < 2 ? ql & 15 : ql >> 4) | (((wb[s].qh[32 * h + ll] >> (2 * p)) & 3) << 4);
+                sumi[(e % 32) / 4] += wb[s].scales[e / 16] * (q - 32) * xb[s].qs[e];
+            }
+            const float d = xb[s].d * duet_fp16_to_fp32_inl(wb[s].d);
+            for (int i = 0; i < 8; i++) acc[i] = fmaf(d, (float)sumi[i], acc[i]);
+        }
+        return hsum8_model(acc);
+    }
+    if (wt == DUET_TYPE_Q4_K) {
+        const block_q4_K *wb = (const block_q4_K *)w;
+        const block_q8_K *xb = (const block_q8_K *)xq;
+        float acc = 0.0f, accm = 0.0f;
+        for (int64_t s = 0; s < n / QK_K; s++) {
+            const float d = duet_fp16_to_fp32_inl(wb[s].d) * xb[s].d;
+            const float dmin = duet_fp16_to_fp32_inl(wb[s].dmin) * xb[s].d;
+            int32_t isum = 0, mins = 0;
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, mn;
+                duet_get_scale_min_k4(j, wb[s].scales, &sc, &mn);
+                for (int e = 32 * j; e < 32 * j + 32; e++) {
+                    const int c = e / 64, l = e % 64;
+                    const uint8_t q = wb[s].qs[32 * c + l % 32];
+                    isum += sc * (l < 32 ? q & 15 : q >> 4) * xb[s].qs[e];
+                }
+                mins += mn * (xb[s].bsums[2 * j] + xb[s].bsums[2 * j + 1]);
+                if (q4k_pairs ? j % 2 == 1 : j == 7) {
+                    acc = fmaf((float)isum, d, acc);
+                    accm = fmaf((float)mins, dmin, accm);
+                    isum = mins = 0;
+                }
+            }
+        }
+        return acc - accm;
+    }
+    if (wt == DUET_TYPE_Q5_K) {
+        const block_q5_K *wb = (const block_q5_K *)w;
+        const block_q8_K *xb = (const block_q8_K *)xq;
+        float acc[8] = {0}, accm = 0.0f;
+        for (int64_t s = 0; s < n / QK_K; s++) {
+            int32_t sumi[8] = {0}, mins = 0;
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, mn;
+                duet_get_scale_min_k4(j, wb[s].scales, &sc, &mn);
+                mins += mn * (xb[s].bsums[2 * j] + xb[s].bsums[2 * j + 1]);
+                for (int e = 0; e < 32; e++) {
+                    const int el = 32 * j + e, c = el / 64, l = el % 64;
+                    const uint8_t q = wb[s].qs[32 * c + l % 32];
+                    const int v = (l < 32 ? q & 15 : q >> 4) | (((wb[s].qh[l % 32] >> (2 * c + l / 32)) & 1) << 4);
+                    sumi[e / 4] += sc * v * xb[s].qs[el];
+                }
+            }
+            const float d = duet_fp16_to_fp32_inl(wb[s].d) * xb[s].d;
+            const float dmin = duet_fp16_to_fp32_inl(wb[s].dmin) * xb[s].d;
+            for (int i = 0; i < 8; i++) acc[i] = fmaf(d, (float)sumi[i], acc[i]);
+            accm = fmaf(dmin, (float)mins, accm);
+        }
+        return hsum8_model(acc) - accm;
+    }
+    const int8_t *xqs;
+    float acc[8] = {0}, summs = 0.0f, whole = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++) {
+        float dx, sx = 0.0f;
+        if (wt == DUET_TYPE_Q4_1 || wt == DUET_TYPE_Q5_1) {
+            const block_q8_1 *x = (const block_q8_1 *)xq + b;
+            xqs = x->qs;
+            dx = duet_fp16_to_fp32_inl(x->d);
+            sx = duet_fp16_to_fp32_inl(x->s);
+        } else {
+            const block_q8_0 *x = (const block_q8_0 *)xq + b;
+            xqs = x->qs;
+            dx = duet_fp16_to_fp32_inl(x->d);
+        }
+        float mn;
+        const float d = block_scale(wt, w, b, &mn) * dx;
+        int32_t lane[8] = {0}, sum = 0;
+        for (int e = 0; e < 32; e++) {
+            const int p = weight_value(wt, w, 32 * b + e) * xqs[e];
+            lane[e / 4] += p;
+            sum += p;
+        }
+        for (int i = 0; i < 8; i++) acc[i] = fmaf(d, (float)lane[i], acc[i]);
+        summs = fmaf(mn, sx, summs);
+        whole = fmaf((float)sum, d, whole);
+    }
+    if (wt == DUET_TYPE_Q4_0) return whole;
+    return hsum8_model(acc) + summs;
+}
+
+/* Bit for bit the modelled llama.cpp arithmetic, GEMV and GEMM, 1 and 2
+ * threads. Odd row counts (21, not a multiple of 16) exercise the row-pair
+ * kernels' last single row and the partial 16-row groups. */
+Test(matmul, bit_exact_with_llama_cpp_arithmetic) {
+    if (duet_simd_level() < DUET_SIMD_AVX512) cr_skip_test("the exact kernels are the AVX-512 ones");
+    const duet_type types[] = {DUET_TYPE_Q8_0, DUET_TYPE_Q4_1, DUET_TYPE_Q5_0, DUET_TYPE_Q5_1, DUET_TYPE_Q5_K,
+                               DUET_TYPE_Q6_K, DUET_TYPE_Q4_K, DUET_TYPE_Q4_0};
+    const int64_t ms[] = {1, 2, 4, 5, 8, 19}, n_ins[] = {256, 768};
+    for (int nt = 1; nt <= 2; nt++) {
+        duet_pool *pool = duet_pool_new(nt);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+            for (size_t ni = 0; ni < 2; ni++)
+                for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+                    const duet_type wt = types[ti];
+                    problem p = make_problem(wt, ms[mi], n_ins[ni], 21);
+                    float *y = malloc(sizeof(float) * (size_t)(p.m * p.n_out));
+                    duet_matmul(pool, y, wt, p.w, p.x, p.m, p.n_in, p.n_out);
+                    for (int64_t t = 0; t < p.m; t++)
+                        for (int64_t o = 0; o < p.n_out; o++) {
+                            const float ref = model_dot(wt, p.n_in, p.w + (size_t)o * p.w_row, p.xq + (size_t)t * p.x_row,
+                                                        t < p.m - p.m % 4);
+                            cr_assert(y[t * p.n_out + o] == ref,
+                                      "%s m %ld n_in %ld threads %d: y[%ld][%ld] = %.9g, llama.cpp's arithmetic %.9g",
+                                      duet_type_name(wt), (long)p.m, (long)p.n_in, nt, (long)t, (long)o,
+                                      y[t * p.n_out + o], ref);
+                        }
+                    free(y);
+                    free_problem(&p);
+                }
+        duet_pool_free(pool);
+    }
+}
+
+/* The model is the arithmetic of the AVX2 kernels that reproduce llama.cpp's
+ * logits exactly on the reference models: check it against them. (Not Q5_K:
+ * that kernel's min term is a fused multiply-add only when the compiler
+ * contracts it, i.e. not in unoptimised builds.) */
+Test(matmul, model_matches_the_avx2_vec_dot) {
+    if (duet_cpu_simd_level() < DUET_SIMD_AVX2) cr_skip_test("no AVX2");
+    const duet_type types[] = {DUET_TYPE_Q8_0, DUET_TYPE_Q4_1, DUET_TYPE_Q5_0, DUET_TYPE_Q5_1};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        problem p = make_problem(types[ti], 3, 512, 9);
+        const duet_vec_dot_fn dot = duet_vec_dot_get_level(types[ti], DUET_SIMD_AVX2);
+        for (int64_t t = 0; t < p.m; t++)
+            for (int64_t o = 0; o < p.n_out; o++) {
+                const char *w = p.w + (size_t)o * p.w_row, *x = p.xq + (size_t)t * p.x_row;
+                cr_assert(dot(p.n_in, w, x) == model_dot(types[ti], p.n_in, w, x, 0), "%s: row %ld token %ld",
+                          duet_type_name(types[ti]), (long)o, (long)t);
+            }
+        free_problem(&p);
+    }
+}
+
 /* Activations rounded through F16/BF16 for the sgemm path: bit for bit the
  * scalar conversions, over random bit patterns (NaN, inf, subnormals, ties). */
 Test(matmul, round_rows_match_scalar_conversions) {

@@ -180,3 +180,10 @@ Test(speculative, incompatible_vocabularies_are_refused) {
     cr_assert(out && strstr(out, "vocabularies differ"), "%s", out ? out : "");
     free(out);
 }
+
+/* K-quant and F16 targets: verification blocks of every size give the same
+ * tokens as one-token decoding. */
+Test(speculative, greedy_equals_plain_kquant_and_f16_targets, .timeout = 180) {
+    check_greedy("ref-models/llama-a-Q4_K_M.gguf", "ref-models/llama-a-Q4_0.gguf", 512, 24);
+    check_greedy("ref-models/qwen2-b-F16.gguf", "ref-models/qwen2-b-Q6_K.gguf", 512, 24);
+}

@@ -3,6 +3,8 @@
 #ifndef DUET_CORE_GEMM_H
 #define DUET_CORE_GEMM_H
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "duet/quant.h"
@@ -20,10 +22,26 @@ int duet_qgemm_supported(duet_type wt);
 /* y (m, n_out) = x (m, n_in) W^T for a quantized weight type, with the
  * activations quantized to the dot type as llama.cpp does and llama.cpp's
  * integer per-block arithmetic (each (row, token) result equals the vec_dot of
- * that pair within float summation noise). Returns 0, or -1 (nothing written)
- * when scratch memory cannot be had. */
+ * that pair within float summation noise). Returns 0, or -1 when scratch
+ * memory cannot be had (y may then be partly written: the caller redoes it). */
 int duet_qgemm(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
                int64_t n_in, int64_t n_out);
+
+/* F32 / F16 / BF16 weights with tinyBLAS's float operations (gemm_f_avx512.c):
+ * x holds the activations as the kernel reads them -- f32 values (rounded
+ * through F16 for F16 weights) or bf16 rows for BF16 weights; n_in a multiple
+ * of 16 (F32, F16) or 32 (BF16). Threads take `chunk` weight rows at a time. */
+typedef struct {
+    duet_type wt;
+    const void *w;      /* n_out rows of w_row bytes */
+    size_t w_row;
+    const void *x;      /* (m, n_in) */
+    int64_t m, n_in, n_out;
+    float *y;           /* (m, n_out) */
+    int64_t chunk;
+    _Atomic int64_t next;
+} duet_fgemm_job;
+void duet_fgemm_task_avx512(void *job, int ith, int nth);
 
 /* dst[i] = f32(round(src[i])) through F16 or BF16 (dt), ggml's rounding. */
 void duet_gemm_round_rows(duet_pool *pool, duet_type dt, const float *src, float *dst, int64_t n);

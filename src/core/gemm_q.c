@@ -21,7 +21,7 @@ static int weight_offset(duet_type wt) {
     case DUET_TYPE_Q5_1:
     case DUET_TYPE_Q4_K:
     case DUET_TYPE_Q5_K: return 0;
-    case DUET_TYPE_Q6_K: return 32; /* undone through the scales, see gemm_q_avx512.c */
+    case DUET_TYPE_Q6_K: return 32;
     default: return -1;
     }
 }
@@ -63,10 +63,15 @@ static void build_group_32(const xpanel_job *xj, int64_t g) {
                 qs = x->qs;
                 d = duet_fp16_to_fp32_inl(x->d);
             }
-            int32_t sum = 0;
-            for (int i = 0; i < 32; i++) sum += qs[i];
+            int32_t seed[8], sum = 0;
+            for (int g = 0; g < 8; g++) {
+                const int32_t s4 = qs[4 * g] + qs[4 * g + 1] + qs[4 * g + 2] + qs[4 * g + 3];
+                seed[g] = -xj->offset * s4;
+                sum += s4;
+            }
             const int32_t corr = -xj->offset * sum;
             memcpy(blk + QG_X32_QS + t * 32, qs, 32);
+            memcpy(blk + QG_X32_SEED + t * 32, seed, 32);
             memcpy(blk + QG_X32_CORR + t * 4, &corr, 4);
             memcpy(blk + QG_X32_D + t * 4, &d, 4);
             memcpy(blk + QG_X32_S + t * 4, &s, 4);
@@ -85,7 +90,10 @@ static void build_group_k(const xpanel_job *xj, int64_t g) {
             char *sb = dst + b * QG_XK_STRIDE;
             memcpy(sb + QG_XK_QS + t * 256, x[b].qs, 256);
             memcpy(sb + QG_XK_D + t * 4, &x[b].d, 4);
-            memcpy(sb + QG_XK_BS16 + t * 32, x[b].bsums, 32);
+            int32_t seed[64];
+            for (int g = 0; g < 64; g++)
+                seed[g] = -xj->offset * (x[b].qs[4 * g] + x[b].qs[4 * g + 1] + x[b].qs[4 * g + 2] + x[b].qs[4 * g + 3]);
+            memcpy(sb + QG_XK_SEED + t * 256, seed, 256);
             int16_t bs32[8];
             for (int k = 0; k < 8; k++) bs32[k] = (int16_t)(x[b].bsums[2 * k] + x[b].bsums[2 * k + 1]);
             memcpy(sb + QG_XK_BS32 + t * 16, bs32, 16);
@@ -115,8 +123,8 @@ static int is_k_type(duet_type wt) {
 
 size_t duet_qgemv_xv_bytes(duet_type wt, int64_t n_in) {
     if (is_k_type(wt)) return (size_t)(n_in / QK_K) * QV_K_STRIDE;
-    const int64_t nb = n_in / 32, nq = (nb + 3) / 4, ng = (nb + 15) / 16;
-    return (size_t)nq * 192 + (size_t)ng * 128;
+    const int64_t nb = n_in / 32, ng = (nb + 15) / 16;
+    return (size_t)nb * 64 + (size_t)ng * 128;
 }
 
 /* seed[l] = -offset * (sum of the 4 bytes of lane l), for n_lanes lanes. */
@@ -126,8 +134,8 @@ static void lane_seeds(const int8_t *q, int32_t *seed, int n_lanes, int offset) 
 }
 
 static void build_xv_32(duet_type wt, duet_type dt, const char *xrow, int64_t n_in, char *dst) {
-    const int64_t nb = n_in / 32, nq = (nb + 3) / 4, ng = (nb + 15) / 16;
-    float *dx = (float *)(dst + nq * 192), *sx = dx + ng * 16;
+    const int64_t nb = n_in / 32, ng = (nb + 15) / 16;
+    float *dx = (float *)(dst + nb * 64), *sx = dx + ng * 16;
     memset(dst, 0, duet_qgemv_xv_bytes(wt, n_in));
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *qs;
@@ -141,16 +149,8 @@ static void build_xv_32(duet_type wt, duet_type dt, const char *xrow, int64_t n_
             qs = x->qs;
             dx[b] = duet_fp16_to_fp32_inl(x->d);
         }
-        int8_t *q = (int8_t *)(dst + (b / 4) * 192);
-        memcpy(q + (b % 4) * 16, qs, 16);
-        memcpy(q + 64 + (b % 4) * 16, qs + 16, 16);
-    }
-    for (int64_t k = 0; k < nq; k++) {
-        const int8_t *q = (const int8_t *)(dst + k * 192);
-        int32_t lo[16], hi[16], *seed = (int32_t *)(dst + k * 192 + 128);
-        lane_seeds(q, lo, 16, weight_offset(wt));
-        lane_seeds(q + 64, hi, 16, weight_offset(wt));
-        for (int l = 0; l < 16; l++) seed[l] = lo[l] + hi[l];
+        memcpy(dst + b * 64, qs, 32);
+        lane_seeds(qs, (int32_t *)(dst + b * 64 + 32), 8, weight_offset(wt));
     }
 }
 
@@ -163,6 +163,8 @@ static void build_xv_k(duet_type wt, const char *xrow, int64_t n_in, char *dst) 
         if (wt == DUET_TYPE_Q6_K) {
             memcpy(q, x[s].qs, 256);
             lane_seeds(q, (int32_t *)(sb + QV_K_SEED), 64, 32);
+        } else if (wt == DUET_TYPE_Q5_K) {
+            memcpy(q, x[s].qs, 256);
         } else {
             for (int h = 0; h < 2; h++) { /* [0..31] [64..95] [32..63] [96..127] per 128 */
                 memcpy(q + 128 * h, x[s].qs + 128 * h, 32);
@@ -179,7 +181,7 @@ static void build_xv_k(duet_type wt, const char *xrow, int64_t n_in, char *dst) 
 }
 
 static int qgemv(duet_pool *pool, float *y, duet_type wt, duet_type dt, const void *w,
-                 const float *x, int64_t m, int64_t n_in, int64_t n_out) {
+                 const float *x, int64_t m, int64_t n_in, int64_t n_out, int64_t m_pair) {
     const duet_quantize_fn quant = duet_quantize_act_get(dt);
     const size_t xq_row = duet_row_size(dt, n_in), xv_row = duet_qgemv_xv_bytes(wt, n_in);
     char *xq = duet_scratch(DUET_SCRATCH_ACT, xq_row);
@@ -191,7 +193,8 @@ static int qgemv(duet_pool *pool, float *y, duet_type wt, duet_type dt, const vo
         else build_xv_32(wt, dt, xq, n_in, xv + (size_t)t * xv_row);
     }
     duet_qgemv_job job = {.wt = wt, .w = w, .w_row = duet_row_size(wt, n_in), .m = m,
-                          .n_in = n_in, .n_out = n_out, .y = y, .xv = xv, .xv_row = xv_row};
+                          .n_in = n_in, .n_out = n_out, .y = y, .xv = xv, .xv_row = xv_row,
+                          .m_pair = m_pair};
     const int nth = duet_pool_size(pool);
     /* Several chunks per thread so that a busy core does not hold the rest
      * back; multiples of 16 rows. */
@@ -203,12 +206,29 @@ static int qgemv(duet_pool *pool, float *y, duet_type wt, duet_type dt, const vo
     return 0;
 }
 
+static int qgemm_tiles(duet_pool *pool, float *y, duet_type wt, duet_type dt, const void *w, const float *x,
+                       int64_t m, int64_t n_in, int64_t n_out);
+
 int duet_qgemm(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
                int64_t n_in, int64_t n_out) {
     const duet_type_traits *tr = duet_type_info((uint32_t)wt);
     if (!tr || !duet_qgemm_supported(wt) || n_in % tr->blck != 0) return -1;
     const duet_type dt = tr->dot_type;
-    if (m < DUET_QGEMM_MIN_M) return qgemv(pool, y, wt, dt, w, x, m, n_in, n_out);
+    /* llama.cpp multiplies repacked Q4_K weights with its GEMM for the tokens
+     * in whole groups of 4 and with its GEMV for the last m % 4, and the two
+     * round differently: so do we. */
+    const int64_t m4 = wt == DUET_TYPE_Q4_K ? m - m % 4 : m;
+    if (m4 < DUET_QGEMM_MIN_M) return qgemv(pool, y, wt, dt, w, x, m, n_in, n_out, m4);
+    if (m4 < m) {
+        if (qgemm_tiles(pool, y, wt, dt, w, x, m4, n_in, n_out) != 0) return -1;
+        return qgemv(pool, y + m4 * n_out, wt, dt, w, x + m4 * n_in, m - m4, n_in, n_out, 0);
+    }
+    return qgemm_tiles(pool, y, wt, dt, w, x, m, n_in, n_out);
+}
+
+/* The tile kernels for all m tokens. */
+static int qgemm_tiles(duet_pool *pool, float *y, duet_type wt, duet_type dt, const void *w, const float *x,
+                       int64_t m, int64_t n_in, int64_t n_out) {
     duet_qgemm_job job = {.wt = wt, .w = w, .w_row = duet_row_size(wt, n_in), .m = m,
                           .n_in = n_in, .n_out = n_out, .y = y,
                           .n_tiles = (n_out + QG_ROWS - 1) / QG_ROWS};

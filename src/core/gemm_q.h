@@ -20,21 +20,25 @@
 #define QG_T 8     /* tokens per activation group */
 
 /* Activation panel, 32-element block types (dot type Q8_0 / Q8_1), per token
- * group and block: qs int8 [QG_T][32], corr int32 [QG_T] (-offset * sum(qs):
- * undoes the weight's unsigned offset), d f32 [QG_T], s f32 [QG_T] (Q8_1's s). */
+ * group and block: qs int8 [QG_T][32], seed int32 [QG_T][8] (k-group g:
+ * -offset * sum(qs[4g..4g+3]), undoes the weight's unsigned offset lane by
+ * lane), corr int32 [QG_T] (the whole block's: -offset * sum(qs)), d f32 [QG_T],
+ * s f32 [QG_T] (Q8_1's s). */
 #define QG_X32_QS 0
-#define QG_X32_CORR (QG_T * 32)
+#define QG_X32_SEED (QG_T * 32)
+#define QG_X32_CORR (QG_X32_SEED + QG_T * 32)
 #define QG_X32_D (QG_X32_CORR + QG_T * 4)
 #define QG_X32_S (QG_X32_D + QG_T * 4)
 #define QG_X32_STRIDE (QG_X32_S + QG_T * 4)
 
 /* Activation panel, K-quant types (dot type Q8_K), per token group and
- * super-block: qs int8 [QG_T][256], d f32 [QG_T], bsums int16 [QG_T][16]
- * (Q8_K's sums of 16), bs32 int16 [QG_T][8] (sums of 32). */
+ * super-block: qs int8 [QG_T][256], d f32 [QG_T], seed int32 [QG_T][64]
+ * (k-group g: -offset * sum(qs[4g..4g+3]), Q6_K's -32), bs32 int16 [QG_T][8]
+ * (sums of 32). */
 #define QG_XK_QS 0
 #define QG_XK_D (QG_T * 256)
-#define QG_XK_BS16 (QG_XK_D + QG_T * 4)
-#define QG_XK_BS32 (QG_XK_BS16 + QG_T * 32)
+#define QG_XK_SEED (QG_XK_D + QG_T * 4)
+#define QG_XK_BS32 (QG_XK_SEED + QG_T * 256)
 #define QG_XK_STRIDE (QG_XK_BS32 + QG_T * 16)
 
 typedef struct {
@@ -56,18 +60,16 @@ void duet_qgemm_task_avx512(void *job, int ith, int nth);
 #endif
 
 /* ---- few tokens (1 <= m < DUET_QGEMM_MIN_M): rows stay in place ----
- * Weight blocks are decoded straight from the rows, two 32-blocks (or a
- * quarter super-block) per zmm, and each token's activations are laid out to
- * match that decoded byte order, with per-lane seeds that undo the weight's
- * unsigned offset: seed lane l = -offset * (sum of the 4 activation bytes of
- * lane l). Per token:
- *   32-block types: per quad of 4 blocks q int8 [128] (x_b[0..15] of the 4
- *                   blocks, then x_b[16..31] of the 4), seed int32 [16] (lane l
- *                   covers both halves), then dx f32 [ng*16], sx f32 [ng*16]
- *                   (ng = groups of 16 blocks; Q8_1's s; padding is zero)
+ * Weight blocks are decoded straight from the rows and each token's
+ * activations are laid out to match the decoded byte order, with seeds that
+ * undo the weight's unsigned offset: seed lane l = -offset * (sum of the 4
+ * activation bytes of lane l). Per token:
+ *   32-element block types: per block q int8 [32] (natural order), seed
+ *         int32 [8]; then dx f32 [ng*16] and sx f32 [ng*16] (ng = groups of 16
+ *         blocks; sx: Q8_1's s; padding is zero)
  *   K types, per super-block: q int8 [256], seed int32 [64] (Q6_K), d f32,
- *                   bs32 int16 [8] (sums of 32); Q4_K/Q5_K order: x[0..31]
- *                   x[64..95] x[32..63] x[96..127], then the same for 128..255. */
+ *         bs32 int16 [8] (sums of 32); Q4_K order: x[0..31] x[64..95]
+ *         x[32..63] x[96..127], then the same for 128..255; Q5_K/Q6_K: natural. */
 #define QV_K_Q 0
 #define QV_K_SEED 256
 #define QV_K_D 512
@@ -82,6 +84,9 @@ typedef struct {
     float *y;           /* (m, n_out) */
     const char *xv;     /* m rows of xv_row bytes, layout above */
     size_t xv_row;
+    int64_t m_pair;     /* Q4_K: tokens [0, m_pair) take the arithmetic of llama.cpp's
+                         * repacked GEMM (per pair of sub-blocks), the others that of
+                         * its GEMV (per super-block) -- see duet_qgemm */
     int64_t chunk;      /* weight rows per work item */
     _Atomic int64_t next;
 } duet_qgemv_job;

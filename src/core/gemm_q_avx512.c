@@ -3,11 +3,25 @@
  * A tile of 16 weight rows is repacked once per call into unsigned bytes,
  * 4 consecutive values of one row per 32-bit lane, so that one vpdpbusd
  * multiplies 16 rows by 4 values of one token broadcast from the activation
- * panel. 8 tokens share every weight register. Per block the int32 lanes hold
- * the exact integer dot of llama.cpp's vec_dot (the unsigned offset of the
- * weights is undone by an integer correction: -offset * sum(q8) per block, or
- * through the sub-block scales for Q6_K); then, as in vec_dot, the block sum is
- * scaled in float by the weight and activation scales. */
+ * panel. The weights' unsigned offset is undone by integer seeds computed from
+ * the activations, so every integer sum is exact.
+ *
+ * The float side follows, lane for lane, the arithmetic of the llama.cpp CPU
+ * kernel that multiplies that type, so that logits match llama.cpp bit for
+ * bit rather than within rounding noise (a last-ulp difference can flip the
+ * rounding of a quantized activation downstream):
+ *   Q8_0, Q4_1, Q5_0, Q5_1, Q5_K (ggml's AVX2 vec_dot / llamafile's tinyBLAS):
+ *       8 float partial sums per (row, token), one per group of 4 values of
+ *       each block: acc[g] = fma(int sum of group g, d_w * d_x, acc[g]),
+ *       combined at the end as ((a0 + a2) + (a1 + a3)), a_i = acc[i] + acc[i+4];
+ *       Q4_1/Q5_1 add the min term chain summs = fma(m_w, s_x, summs);
+ *       Q5_K: acc[g] = fma(d_w * d_x, sum_j sc_j * (group g of sub-block j),
+ *       acc[g]) per super-block, minus the chain fma(dmin_w * d_x, mins . bsums);
+ *   Q6_K (ggml's AVX2 vec_dot): the same 8 partial sums with 16-value
+ *       sub-block scales and q - 32;
+ *   Q4_0, Q4_K (llama.cpp's repacked GEMMs): per block / pair of sub-blocks
+ *       the whole int sum, acc = fma(sum, d_w * d_x, acc) (Q4_K: minus the
+ *       chain of the mins). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -21,8 +35,8 @@
  * 32-blocks: q [8 k-groups][16][4] (512 B), dw f32[16], mw f32[16]  -> 640 B
  * Q4_K/Q5_K: q [64][16][4] (4096 B), sc i32 [8][16], min pairs i16 [4][16][2],
  *            d f32[16], dmin f32[16]                                 -> 4992 B
- * Q6_K:      q [64][16][4] (4096 B), sc i32 [16][16], sc pairs i16 [8][16][2],
- *            d f32[16]                                               -> 5696 B */
+ * Q6_K:      q [64][16][4] (4096 B), sc i32 [16][16], d f32[16]      -> 5184 B
+ * (q of a K-quant: group g of values 4g..4g+3 of the super-block, in order) */
 #define T32_STRIDE 640
 #define T32_DW 512
 #define T32_MW 576
@@ -31,8 +45,7 @@
 #define TK4_D (TK4_PAIRS + 4 * 64)
 #define TK4_DMIN (TK4_D + 64)
 #define TK4_STRIDE (TK4_DMIN + 64)
-#define TK6_PAIRS (TK_SC + 16 * 64)
-#define TK6_D (TK6_PAIRS + 8 * 64)
+#define TK6_D (TK_SC + 16 * 64)
 #define TK6_STRIDE (TK6_D + 64)
 
 static size_t tile_bytes(duet_type wt, int64_t n_in) {
@@ -210,7 +223,6 @@ static void pack_tile_k(duet_type wt, const char *w, size_t w_row, int rows, int
                 const block_q6_K *b = (const block_q6_K *)src[r];
                 for (int j = 0; j < 16; j++) {
                     sc[j][r] = b->scales[j];
-                    pairs[j / 2][r][j % 2] = b->scales[j];
                 }
                 d[r] = _cvtsh_ss(b->d);
             } else {
@@ -228,7 +240,6 @@ static void pack_tile_k(duet_type wt, const char *w, size_t w_row, int rows, int
         }
         if (wt == DUET_TYPE_Q6_K) {
             memcpy(sb + TK_SC, sc, 16 * 64);
-            memcpy(sb + TK6_PAIRS, pairs, 8 * 64);
             memcpy(sb + TK6_D, d, 64);
         } else {
             memcpy(sb + TK_SC, sc, 8 * 64);
@@ -269,7 +280,9 @@ static inline __m512 bcastf(const char *p) {
         }                                                                                  \
     } while (0)
 
-static void kernel_32(const uint8_t *tile, const char *xg, int64_t nb, int has_min, __m512 f[QG_T]) {
+/* Q4_0: per block the whole integer sum (seeded with corr), then
+ * acc = fma(sum, d_w * d_x, acc). */
+static void kernel_q4_0(const uint8_t *tile, const char *xg, int64_t nb, __m512 f[QG_T]) {
     for (int t = 0; t < QG_T; t++) f[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = tile + b * T32_STRIDE;
@@ -282,75 +295,156 @@ static void kernel_32(const uint8_t *tile, const char *xg, int64_t nb, int has_m
         const __m512 dw = _mm512_load_ps((const float *)(wb + T32_DW));
 #pragma GCC unroll 8
         for (int t = 0; t < QG_T; t++)
-            f[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[t]), dw),
-                                   bcastf(xb + QG_X32_D + 4 * t), f[t]);
-        if (has_min) {
-            const __m512 mw = _mm512_load_ps((const float *)(wb + T32_MW));
+            f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[t]), _mm512_mul_ps(dw, bcastf(xb + QG_X32_D + 4 * t)), f[t]);
+    }
+}
+
+/* ((a0 + a2) + (a1 + a3)), a_i = acc[i] + acc[i+4]: ggml's hsum of 8 lanes. */
+static inline __m512 hsum8_lanes(const __m512 acc[8]) {
+    __m512 a[4];
+    for (int i = 0; i < 4; i++) a[i] = _mm512_add_ps(acc[i], acc[i + 4]);
+    return _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+}
+
+/* Q8_0, Q4_1, Q5_0, Q5_1: 8 partial sums per (row, token); tokens in pairs. */
+static void kernel_32_lanes(const uint8_t *tile, const char *xg, int64_t nb, int has_min, int seeded,
+                            __m512 f[QG_T]) {
+    for (int tp = 0; tp < QG_T; tp += 2) {
+        __m512 acc[2][8], sm[2];
+        for (int u = 0; u < 2; u++) {
+            sm[u] = _mm512_setzero_ps();
+            for (int g = 0; g < 8; g++) acc[u][g] = _mm512_setzero_ps();
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *wb = tile + b * T32_STRIDE;
+            const char *xb = xg + b * QG_X32_STRIDE;
+            const __m512 dw = _mm512_load_ps((const float *)(wb + T32_DW));
+            for (int u = 0; u < 2; u++) {
+                const int t = tp + u;
+                const __m512 sc = _mm512_mul_ps(dw, bcastf(xb + QG_X32_D + 4 * t));
 #pragma GCC unroll 8
-            for (int t = 0; t < QG_T; t++) f[t] = _mm512_fmadd_ps(mw, bcastf(xb + QG_X32_S + 4 * t), f[t]);
+                for (int g = 0; g < 8; g++) {
+                    const __m512i seed = seeded ? bcast32(xb + QG_X32_SEED + 32 * t + 4 * g) : _mm512_setzero_si512();
+                    const __m512i d = _mm512_dpbusd_epi32(seed, _mm512_load_si512((const void *)(wb + 64 * g)),
+                                                          bcast32(xb + QG_X32_QS + 32 * t + 4 * g));
+                    acc[u][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[u][g]);
+                }
+                if (has_min)
+                    sm[u] = _mm512_fmadd_ps(_mm512_load_ps((const float *)(wb + T32_MW)), bcastf(xb + QG_X32_S + 4 * t),
+                                            sm[u]);
+            }
+        }
+        for (int u = 0; u < 2; u++) {
+            f[tp + u] = hsum8_lanes(acc[u]);
+            if (has_min) f[tp + u] = _mm512_add_ps(f[tp + u], sm[u]);
         }
     }
 }
 
-static void kernel_q4k(const uint8_t *tile, const char *xg, int64_t nsb, __m512 f[QG_T]) {
-    for (int t = 0; t < QG_T; t++) f[t] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const uint8_t *ws = tile + s * TK4_STRIDE;
-        const char *xs = xg + s * QG_XK_STRIDE;
-        __m512i isum[QG_T];
-        for (int t = 0; t < QG_T; t++) isum[t] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) {
-            __m512i a[QG_T];
+/* Q5_K: 8 partial sums per (row, token), one token at a time. Each dpbusd lane
+ * holds 4 products (|lane| < 2^15), so vpdpwssd with (scale, 0) int16 pairs
+ * applies the sub-block scale exactly. */
+static void kernel_q5k_lanes(const uint8_t *tile, const char *xg, int64_t nsb, __m512 f[QG_T]) {
+    for (int t = 0; t < QG_T; t++) {
+        __m512 acc[8], accm = _mm512_setzero_ps();
+        for (int g = 0; g < 8; g++) acc[g] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < nsb; s++) {
+            const uint8_t *ws = tile + s * TK4_STRIDE;
+            const char *xs = xg + s * QG_XK_STRIDE;
+            const char *xq = xs + QG_XK_QS + 256 * t;
+            __m512i sumi[8];
+            for (int g = 0; g < 8; g++) sumi[g] = _mm512_setzero_si512();
+            for (int j = 0; j < 8; j++) {
+                const __m512i sc = _mm512_load_si512((const void *)(ws + TK_SC + 64 * j));
 #pragma GCC unroll 8
-            for (int t = 0; t < QG_T; t++) a[t] = _mm512_setzero_si512();
-            DOT_QUAD(a, ws + 512 * j, xs + QG_XK_QS + 32 * j, 256);
-            DOT_QUAD(a, ws + 512 * j + 256, xs + QG_XK_QS + 32 * j + 16, 256);
-            const __m512i sc = _mm512_load_si512((const void *)(ws + TK_SC + 64 * j));
-#pragma GCC unroll 8
-            for (int t = 0; t < QG_T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a[t], sc));
-        }
-        const __m512 d = _mm512_load_ps((const float *)(ws + TK4_D));
-        const __m512 dmin = _mm512_load_ps((const float *)(ws + TK4_DMIN));
-#pragma GCC unroll 8
-        for (int t = 0; t < QG_T; t++) {
+                for (int g = 0; g < 8; g++) {
+                    const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                          _mm512_load_si512((const void *)(ws + 512 * j + 64 * g)),
+                                                          bcast32(xq + 32 * j + 4 * g));
+                    sumi[g] = _mm512_dpwssd_epi32(sumi[g], d, sc);
+                }
+            }
+            const __m512 dx = bcastf(xs + QG_XK_D + 4 * t);
+            const __m512 d = _mm512_mul_ps(_mm512_load_ps((const float *)(ws + TK4_D)), dx);
+            for (int g = 0; g < 8; g++) acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[g]), d, acc[g]);
             __m512i mn = _mm512_setzero_si512();
             for (int p = 0; p < 4; p++)
                 mn = _mm512_dpwssd_epi32(mn, _mm512_load_si512((const void *)(ws + TK4_PAIRS + 64 * p)),
                                          bcast32(xs + QG_XK_BS32 + 16 * t + 4 * p));
-            const __m512 dx = bcastf(xs + QG_XK_D + 4 * t);
-            f[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), d), dx, f[t]);
-            f[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(mn), dmin), dx, f[t]);
+            const __m512 dmin = _mm512_mul_ps(_mm512_load_ps((const float *)(ws + TK4_DMIN)), dx);
+            accm = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mn), accm);
         }
+        f[t] = _mm512_sub_ps(hsum8_lanes(acc), accm);
     }
 }
 
-static void kernel_q6k(const uint8_t *tile, const char *xg, int64_t nsb, __m512 f[QG_T]) {
-    for (int t = 0; t < QG_T; t++) f[t] = _mm512_setzero_ps();
+/* Q4_K (llama.cpp's repacked q4_K GEMM): per pair of sub-blocks the whole
+ * integer sums, acc = fma(sum, d_w*d_x, acc), accm = fma(mins . bsums of the
+ * pair, dmin_w*d_x, accm); result acc - accm. */
+static void kernel_q4k(const uint8_t *tile, const char *xg, int64_t nsb, __m512 f[QG_T]) {
+    __m512 acc[QG_T], accm[QG_T];
+    for (int t = 0; t < QG_T; t++) acc[t] = accm[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
-        const uint8_t *ws = tile + s * TK6_STRIDE;
+        const uint8_t *ws = tile + s * TK4_STRIDE;
         const char *xs = xg + s * QG_XK_STRIDE;
-        __m512i isum[QG_T];
-        for (int t = 0; t < QG_T; t++) isum[t] = _mm512_setzero_si512();
-        for (int j = 0; j < 16; j++) { /* sub-blocks of 16 values: one quad each */
-            __m512i a[QG_T];
+        const __m512 d = _mm512_load_ps((const float *)(ws + TK4_D));
+        const __m512 dmin = _mm512_load_ps((const float *)(ws + TK4_DMIN));
+        for (int p = 0; p < 4; p++) {
+            __m512i isum[QG_T];
+            for (int t = 0; t < QG_T; t++) isum[t] = _mm512_setzero_si512();
+            for (int j = 2 * p; j < 2 * p + 2; j++) {
+                __m512i a[QG_T];
 #pragma GCC unroll 8
-            for (int t = 0; t < QG_T; t++) a[t] = _mm512_setzero_si512();
-            DOT_QUAD(a, ws + 256 * j, xs + QG_XK_QS + 16 * j, 256);
-            const __m512i sc = _mm512_load_si512((const void *)(ws + TK_SC + 64 * j));
+                for (int t = 0; t < QG_T; t++) a[t] = _mm512_setzero_si512();
+                DOT_QUAD(a, ws + 512 * j, xs + QG_XK_QS + 32 * j, 256);
+                DOT_QUAD(a, ws + 512 * j + 256, xs + QG_XK_QS + 32 * j + 16, 256);
+                const __m512i sc = _mm512_load_si512((const void *)(ws + TK_SC + 64 * j));
 #pragma GCC unroll 8
-            for (int t = 0; t < QG_T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a[t], sc));
+                for (int t = 0; t < QG_T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a[t], sc));
+            }
+            const __m512i mins = _mm512_load_si512((const void *)(ws + TK4_PAIRS + 64 * p));
+#pragma GCC unroll 8
+            for (int t = 0; t < QG_T; t++) {
+                const __m512 dx = bcastf(xs + QG_XK_D + 4 * t);
+                const __m512i mn = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mins, bcast32(xs + QG_XK_BS32 + 16 * t + 4 * p));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), acc[t]);
+                accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mn), _mm512_mul_ps(dmin, dx), accm[t]);
+            }
         }
-        const __m512 d = _mm512_load_ps((const float *)(ws + TK6_D));
+    }
+    for (int t = 0; t < QG_T; t++) f[t] = _mm512_sub_ps(acc[t], accm[t]);
+}
+
+/* Q6_K (ggml's AVX2 vec_dot): 8 partial sums per (row, token), lane g holding
+ * values 4g..4g+3 of each 32-value chunk times its 16-value sub-block scale,
+ * with q - 32 (seeded); acc[g] = fma(d_w*d_x, sum, acc[g]) per super-block. */
+static void kernel_q6k_lanes(const uint8_t *tile, const char *xg, int64_t nsb, __m512 f[QG_T]) {
+    const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+    for (int t = 0; t < QG_T; t++) {
+        __m512 acc[8];
+        for (int g = 0; g < 8; g++) acc[g] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < nsb; s++) {
+            const uint8_t *ws = tile + s * TK6_STRIDE;
+            const char *xs = xg + s * QG_XK_STRIDE;
+            const char *xq = xs + QG_XK_QS + 256 * t, *seed = xs + QG_XK_SEED + 256 * t;
+            __m512i sumi[8];
+            for (int g = 0; g < 8; g++) sumi[g] = _mm512_setzero_si512();
+            for (int c = 0; c < 8; c++) {
+                /* (scale, 0) int16 pairs of the chunk's two sub-blocks */
+                const __m512i sc0 = _mm512_and_si512(_mm512_load_si512((const void *)(ws + TK_SC + 128 * c)), lo16);
+                const __m512i sc1 = _mm512_and_si512(_mm512_load_si512((const void *)(ws + TK_SC + 128 * c + 64)), lo16);
 #pragma GCC unroll 8
-        for (int t = 0; t < QG_T; t++) {
-            /* the values were q = w + 32: subtract 32 * sum_j sc_j * bsum_j */
-            __m512i c = _mm512_setzero_si512();
-            for (int p = 0; p < 8; p++)
-                c = _mm512_dpwssd_epi32(c, _mm512_load_si512((const void *)(ws + TK6_PAIRS + 64 * p)),
-                                        bcast32(xs + QG_XK_BS16 + 32 * t + 4 * p));
-            const __m512i is = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(c, 5));
-            f[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(is), d), bcastf(xs + QG_XK_D + 4 * t), f[t]);
+                for (int g = 0; g < 8; g++) {
+                    const __m512i d = _mm512_dpbusd_epi32(bcast32(seed + 32 * c + 4 * g),
+                                                          _mm512_load_si512((const void *)(ws + 512 * c + 64 * g)),
+                                                          bcast32(xq + 32 * c + 4 * g));
+                    sumi[g] = _mm512_dpwssd_epi32(sumi[g], d, g < 4 ? sc0 : sc1);
+                }
+            }
+            const __m512 d = _mm512_mul_ps(_mm512_load_ps((const float *)(ws + TK6_D)), bcastf(xs + QG_XK_D + 4 * t));
+            for (int g = 0; g < 8; g++) acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[g]), d, acc[g]);
         }
+        f[t] = hsum8_lanes(acc);
     }
 }
 
@@ -375,9 +469,13 @@ void duet_qgemm_task_avx512(void *vjob, int ith, int nth) {
         for (int64_t g = 0; g < n_groups; g++) {
             const char *xg = j->xpanel + (size_t)g * j->group_stride;
             __m512 f[QG_T];
-            if (wt == DUET_TYPE_Q6_K) kernel_q6k(tile, xg, nb, f);
-            else if (is_k) kernel_q4k(tile, xg, nb, f);
-            else kernel_32(tile, xg, nb, has_min, f);
+            switch (wt) {
+            case DUET_TYPE_Q6_K: kernel_q6k_lanes(tile, xg, nb, f); break;
+            case DUET_TYPE_Q4_K: kernel_q4k(tile, xg, nb, f); break;
+            case DUET_TYPE_Q5_K: kernel_q5k_lanes(tile, xg, nb, f); break;
+            case DUET_TYPE_Q4_0: kernel_q4_0(tile, xg, nb, f); break;
+            default: kernel_32_lanes(tile, xg, nb, has_min, wt == DUET_TYPE_Q8_0 || wt == DUET_TYPE_Q5_0, f); break;
+            }
             const int nt = (int)(j->m - g * QG_T < QG_T ? j->m - g * QG_T : QG_T);
             for (int t = 0; t < nt; t++)
                 _mm512_mask_storeu_ps(j->y + (g * QG_T + t) * j->n_out + r0, mask, f[t]);

@@ -1,21 +1,23 @@
 /* y = x W^T for every weight type (see duet/kernels.h).
  *
  * Activations are converted once to the weight's dot type, exactly as
- * llama.cpp does (duet_quantize_act_row), then:
- *   quantized weights, AVX-512 VNNI (gemm_q.c): m < DUET_QGEMM_MIN_M streams
- *       each weight row once for up to 4 tokens, decoded in place (decode and
- *       short verification blocks: memory bound); more tokens repack 16-row
- *       weight tiles for integer tile kernels that reuse every loaded weight
- *       register for 8 tokens (prefill: compute bound);
- *   F32/F16/BF16 weights, m >= SGEMM_MIN_M: the packed sgemm. f16/bf16
- *       values widen exactly to f32 and their products are exact in f32, so
- *       only the summation order differs from vec_dot;
- *   otherwise (few tokens, or no AVX-512): vecdot.h's kernels, rows handed
- *       out to threads in chunks, m == 1 one row at a time (GEMV), m >= 2 in
- *       tiles of 4 rows x 4 tokens.
- * In every case each (row, token) result equals vec_dot of that pair within
- * float summation noise: the integer block sums and the per-block scale
- * products are llama.cpp's. */
+ * llama.cpp does (duet_quantize_act_row), then, on AVX-512 (VNNI, BF16):
+ *   quantized weights (gemm_q.c): m < DUET_QGEMM_MIN_M streams each weight row
+ *       once for up to 4 tokens, decoded in place (decode, short verification
+ *       blocks: memory bound); more tokens repack 16-row weight tiles for
+ *       integer tile kernels that reuse every loaded weight register across
+ *       tokens (prefill: compute bound);
+ *   F32/F16/BF16 weights (gemm_f_avx512.c): tiles of tokens x weight rows read
+ *       in place.
+ * Every kernel repeats the float operations of the llama.cpp kernel for that
+ * type, so that logits match llama.cpp bit for bit (a last-ulp difference can
+ * flip the rounding of a quantized activation downstream); integer block sums
+ * are exact in any order.
+ * Without AVX-512: F32/F16/BF16 with m >= SGEMM_MIN_M use the packed sgemm
+ * (f16/bf16 values widen exactly to f32 and their products are exact in f32);
+ * everything else uses vecdot.h's kernels, weight rows handed out to threads in
+ * chunks, one row at a time for m == 1 (GEMV), in tiles of 4 rows x 4 tokens
+ * otherwise. There, results equal vec_dot's within float summation noise. */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -139,6 +141,50 @@ static int matmul_sgemm_half(duet_pool *pool, float *y, duet_type wt, const void
     return 0;
 }
 
+typedef struct {
+    duet_quantize_fn quant;
+    const float *x; /* (m, n_in) */
+    char *dst;      /* m rows of row bytes */
+    size_t row;
+    int64_t m, n_in;
+} act_job;
+
+static void act_task(void *ctx, int ith, int nth) {
+    const act_job *a = ctx;
+    for (int64_t r = a->m * ith / nth; r < a->m * (ith + 1) / nth; r++)
+        a->quant(a->x + r * a->n_in, a->dst + (size_t)r * a->row, a->n_in);
+}
+
+/* F32/F16/BF16 weights on AVX-512 with tinyBLAS's float operations (see
+ * gemm_f_avx512.c); -1 if this case is not handled. */
+static int matmul_fgemm(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
+                        int64_t n_in, int64_t n_out) {
+    if (duet_simd_level() < DUET_SIMD_AVX512 || n_in % (wt == DUET_TYPE_BF16 ? 32 : 16) != 0) return -1;
+    duet_fgemm_job j = {.wt = wt, .w = w, .w_row = duet_row_size(wt, n_in), .x = x, .m = m, .n_in = n_in,
+                        .n_out = n_out, .y = y};
+    if (wt == DUET_TYPE_F16) {
+        float *xr = duet_scratch(DUET_SCRATCH_ACT, (size_t)(m * n_in) * sizeof(float));
+        if (!xr) return -1;
+        duet_gemm_round_rows(pool, wt, x, xr, m * n_in);
+        j.x = xr;
+    } else if (wt == DUET_TYPE_BF16) {
+        act_job a = {duet_quantize_act_get(DUET_TYPE_BF16), x, NULL, (size_t)n_in * 2, m, n_in};
+        a.dst = duet_scratch(DUET_SCRATCH_ACT, a.row * (size_t)m);
+        if (!a.quant || !a.dst) return -1;
+        if (m * n_in < 65536) act_task(&a, 0, 1);
+        else duet_pool_run(pool, act_task, &a);
+        j.x = a.dst;
+    }
+    const int nth = duet_pool_size(pool);
+    int64_t chunk = n_out / ((int64_t)nth * 8);
+    j.chunk = chunk < 6 ? 6 : (chunk + 5) / 6 * 6;
+    atomic_init(&j.next, 0);
+    if (nth == 1 || n_out <= j.chunk) duet_fgemm_task_avx512(&j, 0, 1);
+    else duet_pool_run(pool, duet_fgemm_task_avx512, &j);
+    /* rows nobody took (no thread got its accumulator buffer): redo it all */
+    return atomic_load(&j.next) >= n_out ? 0 : -1;
+}
+
 void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x,
                  int64_t m, int64_t n_in, int64_t n_out) {
     if (m <= 0 || n_out <= 0) return;
@@ -150,6 +196,9 @@ void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const f
     const duet_type dt = tr->dot_type;
     const int nth = duet_pool_size(pool);
 
+    if ((wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
+        matmul_fgemm(pool, y, wt, w, x, m, n_in, n_out) == 0)
+        return;
     if (m >= SGEMM_MIN_M && wt == DUET_TYPE_F32) {
         duet_sgemm(pool, 0, 1, m, n_out, n_in, 1.0f, x, n_in, w, n_in, 0.0f, y, n_out);
         return;
