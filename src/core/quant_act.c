@@ -2,7 +2,11 @@
  * the activations before a quantized matmul (its AVX2 quantize_row_q8_0 /
  * quantize_row_q8_1, and quantize_row_q8_K = the ggml reference). The SIMD
  * versions in vecdot_avx2.c / vecdot_avx512.c are bit-identical to these. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#else
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include <math.h>
 

@@ -2,7 +2,11 @@
  * path llama_model_quantize takes without an importance matrix). The float
  * expressions keep ggml's evaluation order and must not be contracted into
  * FMAs: a different rounding of one intermediate changes the chosen scales. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#else
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include <float.h>
 #include <math.h>
