@@ -24,6 +24,14 @@ extern "C" {
 void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w,
                  const float *x, int64_t m, int64_t n_in, int64_t n_out);
 
+/* duet_matmul, or with consistent != 0 the decode-consistent product: every
+ * token's row of y is bit-identical to what duet_matmul computes for that
+ * token alone (m == 1, the GEMV), whatever m is -- the m == 1 arithmetic is
+ * run per token, several tokens per loaded weight block, so that a block of
+ * m tokens still reads the weights once. consistent == 0 is duet_matmul. */
+void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w,
+                    const float *x, int64_t m, int64_t n_in, int64_t n_out, int consistent);
+
 /* General single-precision GEMM, row-major, for training:
  *   C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C
  * op(X) = X or X^T per the trans flags; lda/ldb/ldc are row strides. */

@@ -26,6 +26,10 @@ typedef struct duet_lm {
     int (*rollback)(void *self, int n_keep);
     int (*pos)(void *self);   /* tokens held */
     int (*n_ctx)(void *self); /* capacity */
+    /* Optional (may be NULL): on != 0 makes every later eval compute each
+     * token bit-identically to a one-token eval of it at its position
+     * (model.h: duet_seq_set_decode_consistent); 0 restores the default. */
+    int (*set_decode_consistent)(void *self, int on);
 } duet_lm;
 
 static inline int duet_lm_eval(duet_lm *m, const int32_t *tok, int n, float *logits, int n_logits,
@@ -35,6 +39,10 @@ static inline int duet_lm_eval(duet_lm *m, const int32_t *tok, int n, float *log
 static inline int duet_lm_rollback(duet_lm *m, int n_keep) { return m->rollback(m->self, n_keep); }
 static inline int duet_lm_pos(duet_lm *m) { return m->pos(m->self); }
 static inline int duet_lm_n_ctx(duet_lm *m) { return m->n_ctx(m->self); }
+/* 0 when done or when m has no such mode (the hook is NULL). */
+static inline int duet_lm_set_decode_consistent(duet_lm *m, int on) {
+    return m->set_decode_consistent ? m->set_decode_consistent(m->self, on) : 0;
+}
 
 #ifdef __cplusplus
 }

@@ -109,7 +109,21 @@ int duet_seq_pos(const duet_seq *s);   /* tokens evaluated so far = next positio
 int duet_seq_n_ctx(const duet_seq *s);
 /* Forgets every position >= n_keep (0 <= n_keep <= pos). DUET_ERANGE otherwise. */
 int duet_rollback(duet_seq *s, int n_keep);
-/* Makes dst a copy of src (same model; dst's n_ctx must hold src's positions). */
+/* Decode-consistent mode (off by default). When on, every duet_eval and
+ * duet_eval_batch involving s computes each token's logits and K/V
+ * bit-identically to a one-token duet_eval of that token at that position,
+ * for every weight and KV type, while still reading each weight once per
+ * block (the one-token arithmetic is run per token on each loaded weight
+ * block). Off, a block follows llama.cpp's batched arithmetic, which rounds
+ * differently from its one-token path. A duet_eval_batch block is computed
+ * decode-consistently as a whole when any of its sequences has the mode on
+ * (the other sequences' tokens then also get their one-token results).
+ * Speculative verification uses it so that its output equals plain greedy
+ * decoding token for token. Returns 0, or DUET_EINVAL for a NULL s. */
+int duet_seq_set_decode_consistent(duet_seq *s, int on);
+int duet_seq_decode_consistent(const duet_seq *s); /* 1 when on */
+/* Makes dst a copy of src (same model; dst's n_ctx must hold src's positions;
+ * dst keeps its own decode-consistent setting). */
 int duet_seq_copy(duet_seq *dst, const duet_seq *src, duet_err *err);
 
 /* ---- evaluation ----------------------------------------------------------- */

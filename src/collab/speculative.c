@@ -138,7 +138,7 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
     s.q = calloc(nv * DUET_SPEC_KMAX, sizeof(float));
     s.dlog = calloc(nv, sizeof(float)); /* ids past a smaller draft vocab stay at logit 0 below */
     s.scratch = malloc(sizeof(float) * nv);
-    int rc = 0;
+    int rc = 0, consistent_on = 0;
     if (!s.hist || !s.logits || !s.p || !s.q || !s.dlog || !s.scratch) {
         rc = duet_err_set(err, DUET_ENOMEM, "speculative: out of memory");
         goto done;
@@ -158,6 +158,16 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
     stats->target_evals++;
     stats->t_prefill = now_s() - t_start;
     if (rc < 0) goto done;
+    /* The prompt was prefilled in the default arithmetic, as plain generation
+     * does; from here on plain generation evaluates one token at a time, so
+     * the verification blocks must compute every token as a one-token eval
+     * would, or a near tie could be decided differently. */
+    rc = duet_lm_set_decode_consistent(target, 1);
+    if (rc < 0) {
+        rc = duet_err_set(err, rc, "speculative: cannot set the target's decode-consistent mode");
+        goto done;
+    }
+    consistent_on = 1;
     int stop = n_new <= 0;
     if (!stop) {
         int32_t first = duet_sampler_sample(sampler, s.logits);
@@ -250,6 +260,7 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
     stats->t_total = now_s() - t_start;
     if (rc >= 0) rc = stats->n_generated;
 done:
+    if (consistent_on) duet_lm_set_decode_consistent(target, 0);
     free(s.hist), free(s.logits), free(s.p), free(s.q), free(s.dlog), free(s.scratch);
     return rc;
 }

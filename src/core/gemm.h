@@ -26,6 +26,11 @@ int duet_qgemm_supported(duet_type wt);
  * memory cannot be had (y may then be partly written: the caller redoes it). */
 int duet_qgemm(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
                int64_t n_in, int64_t n_out);
+/* duet_qgemm, or with consistent != 0 the few-token kernels with the one-token
+ * (GEMV) arithmetic for every token, whatever m is: each token's results are
+ * then bit-identical to duet_qgemm of that token alone. */
+int duet_qgemm_ex(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
+                  int64_t n_in, int64_t n_out, int consistent);
 
 /* F32 / F16 / BF16 weights with tinyBLAS's float operations (gemm_f_avx512.c):
  * x holds the activations as the kernel reads them -- f32 values (rounded

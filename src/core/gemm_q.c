@@ -211,9 +211,18 @@ static int qgemm_tiles(duet_pool *pool, float *y, duet_type wt, duet_type dt, co
 
 int duet_qgemm(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
                int64_t n_in, int64_t n_out) {
+    return duet_qgemm_ex(pool, y, wt, w, x, m, n_in, n_out, 0);
+}
+
+int duet_qgemm_ex(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x, int64_t m,
+                  int64_t n_in, int64_t n_out, int consistent) {
     const duet_type_traits *tr = duet_type_info((uint32_t)wt);
     if (!tr || !duet_qgemm_supported(wt) || n_in % tr->blck != 0) return -1;
     const duet_type dt = tr->dot_type;
+    /* One token takes qgemv with no Q4_K pair arithmetic (m_pair = 0; the
+     * other types ignore m_pair), and qgemv computes each token on its own
+     * in that same order whatever the number of tokens beside it. */
+    if (consistent) return qgemv(pool, y, wt, dt, w, x, m, n_in, n_out, 0);
     /* llama.cpp multiplies repacked Q4_K weights with its GEMM for the tokens
      * in whole groups of 4 and with its GEMV for the last m % 4, and the two
      * round differently: so do we. */

@@ -69,6 +69,9 @@ static int64_t take_chunk(mm_job *j, int64_t *r1) {
  * prefetcher alone leaves one core well below the memory bandwidth. */
 #define GEMV_PF_DIST 4096
 
+/* One vec_dot per (row, token): with m > 1 (decode-consistent mode) every
+ * token gets exactly the one-token arithmetic while the row, read once from
+ * memory, stays in L1 for the other tokens. */
 static void gemv_task(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     int64_t r0, r1;
@@ -76,7 +79,8 @@ static void gemv_task(void *ctx, int ith, int nth) {
         for (int64_t r = r0; r < r1; r++) {
             const char *row = j->w + (size_t)r * j->w_row;
             for (size_t o = 0; o < j->w_row; o += 64) __builtin_prefetch(row + GEMV_PF_DIST + o, 0, 3);
-            j->y[r] = j->dot(j->n_in, row, j->xq);
+            for (int64_t t = 0; t < j->m; t++)
+                j->y[t * j->n_out + r] = j->dot(j->n_in, row, j->xq + (size_t)t * j->x_row);
         }
 }
 
@@ -187,7 +191,21 @@ static int matmul_fgemm(duet_pool *pool, float *y, duet_type wt, const void *w, 
 
 void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x,
                  int64_t m, int64_t n_in, int64_t n_out) {
+    duet_matmul_ex(pool, y, wt, w, x, m, n_in, n_out, 0);
+}
+
+/* Decode-consistent mode (consistent != 0) takes, for m >= 2, the path that
+ * m == 1 takes, each kernel running the one-token arithmetic per token:
+ *   F32/F16/BF16 on AVX-512: the tinyBLAS tiles already give every (token,
+ *       row) the same fma chain and reduction for any tile height, so they
+ *       stay; the packed sgemm (m >= SGEMM_MIN_M) is skipped;
+ *   quantized types of duet_qgemm: its few-token kernels for any m, without
+ *       the Q4_K pair arithmetic of llama.cpp's repacked GEMM;
+ *   everything else: vec_dot per (row, token), as the m == 1 GEMV. */
+void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x,
+                    int64_t m, int64_t n_in, int64_t n_out, int consistent) {
     if (m <= 0 || n_out <= 0) return;
+    if (m == 1) consistent = 0; /* one token is its own reference */
     const duet_type_traits *tr = duet_type_info((uint32_t)wt);
     if (!tr || !tr->is_weight_type || n_in <= 0 || n_in % tr->blck != 0) {
         fill_nan(y, m * n_out); /* a programmer error: make it loud, not a crash */
@@ -199,14 +217,14 @@ void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const f
     if ((wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
         matmul_fgemm(pool, y, wt, w, x, m, n_in, n_out) == 0)
         return;
-    if (m >= SGEMM_MIN_M && wt == DUET_TYPE_F32) {
+    if (!consistent && m >= SGEMM_MIN_M && wt == DUET_TYPE_F32) {
         duet_sgemm(pool, 0, 1, m, n_out, n_in, 1.0f, x, n_in, w, n_in, 0.0f, y, n_out);
         return;
     }
-    if (m >= SGEMM_MIN_M && (wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
+    if (!consistent && m >= SGEMM_MIN_M && (wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
         matmul_sgemm_half(pool, y, wt, w, x, m, n_in, n_out) == 0)
         return;
-    if (duet_qgemm_supported(wt) && duet_qgemm(pool, y, wt, w, x, m, n_in, n_out) == 0)
+    if (duet_qgemm_supported(wt) && duet_qgemm_ex(pool, y, wt, w, x, m, n_in, n_out, consistent) == 0)
         return;
 
     mm_job j = {.wt = wt, .w = w, .w_row = duet_row_size(wt, n_in), .y = y, .m = m,
@@ -235,7 +253,7 @@ void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const f
     chunk = chunk < 16 ? 16 : (chunk + 15) / 16 * 16;
     j.chunk = chunk;
     atomic_init(&j.next, 0);
-    duet_task_fn fn = m == 1 ? gemv_task : tile_task;
+    duet_task_fn fn = m == 1 || consistent ? gemv_task : tile_task;
     if (nth == 1 || n_out <= chunk) fn(&j, 0, 1);
     else duet_pool_run(pool, fn, &j);
 }

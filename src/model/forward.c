@@ -96,6 +96,7 @@ static int reserve_attention(duet_model *m, int n_ctx, duet_err *err) {
 typedef struct {
     const duet_model *m;
     int il, n;
+    int single;       /* every query row in the one-token arithmetic */
     duet_seq *const *seq;
     const int *pos;
     const float *q;   /* (n, q_dim) */
@@ -116,7 +117,7 @@ static void attn_run(void *ctx, int ith, int nth) {
         duet_attn_args a = {
             .head_dim = HD,
             .n_kv = t->pos[i] + 1,
-            .single = t->n == 1,
+            .single = t->single,
             .n_kv_pad = duet_attn_kv_pad(t->pos[i], s->n_ctx),
             .kv_f16 = s->elt == 2,
             .k = (const char *)s->k + (layer + kvh * HD) * s->elt,
@@ -131,8 +132,18 @@ static void attn_run(void *ctx, int ith, int nth) {
 
 /* ---- pieces ------------------------------------------------------------------ */
 
-static void linear(duet_model *m, float *y, const duet_weight *w, const float *bias, const float *x, int n) {
-    m->matmul(m->pool, y, w->type, w->data, x, n, w->n_in, w->n_out);
+/* The model's matmul; in decode-consistent mode duet_matmul_ex's consistent
+ * product (unless a test swapped the matmul: then that one). */
+static void matmul(duet_model *m, float *y, const duet_weight *w, const float *x, int n, int consistent) {
+    if (consistent && m->matmul == duet_matmul)
+        duet_matmul_ex(m->pool, y, w->type, w->data, x, n, w->n_in, w->n_out, 1);
+    else
+        m->matmul(m->pool, y, w->type, w->data, x, n, w->n_in, w->n_out);
+}
+
+static void linear(duet_model *m, float *y, const duet_weight *w, const float *bias, const float *x, int n,
+                   int consistent) {
+    matmul(m, y, w, x, n, consistent);
     if (bias)
         for (int i = 0; i < n; i++)
             for (int64_t d = 0; d < w->n_out; d++) y[(size_t)i * w->n_out + d] += bias[d];
@@ -160,7 +171,7 @@ static void add_rows(float *x, const float *o, size_t count) {
 }
 
 int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq, const int *pos,
-                 const int *out_rows, int n_out, float *logits, duet_err *err) {
+                 const int *out_rows, int n_out, float *logits, int consistent, duet_err *err) {
     const duet_hparams *hp = &m->hp;
     const int E = hp->n_embd, HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD;
     const int F = hp->n_ff, NR = hp->n_rot;
@@ -183,9 +194,9 @@ int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq,
         const duet_layer *L = &m->layers[il];
         const int last = il == hp->n_layer - 1;
         for (int i = 0; i < n; i++) duet_rms_norm(xn + (size_t)i * E, x + (size_t)i * E, L->attn_norm, E, hp->rms_eps);
-        linear(m, ws->q, &L->wq, L->bq, xn, n);
-        linear(m, ws->k, &L->wk, L->bk, xn, n);
-        linear(m, ws->v, &L->wv, L->bv, xn, n);
+        linear(m, ws->q, &L->wq, L->bq, xn, n, consistent);
+        linear(m, ws->k, &L->wk, L->bk, xn, n, consistent);
+        linear(m, ws->v, &L->wv, L->bv, xn, n, consistent);
         for (int i = 0; i < n; i++) {
             const float *cs = ws->rope_cs + (size_t)i * NR;
             for (int h = 0; h < hp->n_head; h++)
@@ -196,9 +207,10 @@ int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq,
         }
         if (last && n_out == 0) break; /* the caches are complete; nothing else is read */
 
-        attn_task t = {.m = m, .il = il, .n = n, .seq = seq, .pos = pos, .q = ws->q, .att = ws->att};
+        attn_task t = {.m = m, .il = il, .n = n, .single = n == 1 || consistent, .seq = seq, .pos = pos,
+                       .q = ws->q, .att = ws->att};
         duet_pool_run(m->pool, attn_run, &t);
-        linear(m, ws->o, &L->wo, L->bo, ws->att, n);
+        linear(m, ws->o, &L->wo, L->bo, ws->att, n, consistent);
 
         if (last && n_out < n) {
             /* as llama.cpp: keep the wanted rows after the attention output */
@@ -211,16 +223,16 @@ int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq,
         add_rows(x, ws->o, (size_t)rows * E);
 
         for (int i = 0; i < rows; i++) duet_rms_norm(xn + (size_t)i * E, x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps);
-        linear(m, ws->gate, &L->gate, NULL, xn, rows);
-        linear(m, ws->up, &L->up, NULL, xn, rows);
+        linear(m, ws->gate, &L->gate, NULL, xn, rows, consistent);
+        linear(m, ws->up, &L->up, NULL, xn, rows, consistent);
         for (int i = 0; i < rows; i++)
             duet_swiglu(ws->gate + (size_t)i * F, ws->gate + (size_t)i * F, ws->up + (size_t)i * F, F);
-        linear(m, ws->o, &L->down, NULL, ws->gate, rows);
+        linear(m, ws->o, &L->down, NULL, ws->gate, rows, consistent);
         add_rows(x, ws->o, (size_t)rows * E);
     }
     if (n_out == 0) return 0;
     for (int i = 0; i < n_out; i++) duet_rms_norm(xn + (size_t)i * E, x + (size_t)i * E, m->output_norm, E, hp->rms_eps);
-    m->matmul(m->pool, logits, m->output.type, m->output.data, xn, n_out, E, hp->n_vocab);
+    matmul(m, logits, &m->output, xn, n_out, consistent);
     return 0;
 }
 
@@ -255,6 +267,13 @@ static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *
                                 s->pos, s->n_ctx, seqs ? s->batch_count : n);
     }
 
+    /* A block mixing sequences is computed decode-consistently as a whole as
+     * soon as one of its sequences asks for it: the mode only changes how a
+     * token's numbers are rounded (the one-token way), never what they mean,
+     * and it keeps one pass over the weights for the whole block. */
+    int consistent = 0;
+    for (int i = 0; i < n && !consistent; i++) consistent = (seqs ? seqs[i] : single)->decode_consistent;
+
     pthread_mutex_lock(&m->eval_lock);
     int rc = reserve_batch(m, n, err);
     if (rc) goto done;
@@ -276,7 +295,7 @@ static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *
         while (first + cnt < n_want && ws->brows[first + cnt] < start + len) cnt++;
         for (int r = 0; r < cnt; r++) ws->brows[first + r] -= start;
         rc = duet_forward(m, len, tok + start, ws->bseq + start, ws->bpos + start, ws->brows + first, cnt,
-                          cnt ? logits + (size_t)first * m->hp.n_vocab : NULL, err);
+                          cnt ? logits + (size_t)first * m->hp.n_vocab : NULL, consistent, err);
         if (rc) goto done;
         done_rows += cnt;
     }

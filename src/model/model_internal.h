@@ -96,6 +96,7 @@ struct duet_seq {
     void *k;                 /* (n_layer, n_ctx, kv_dim) */
     void *v;                 /* (n_layer, kv_dim, n_ctx): transposed */
     int batch_count;         /* scratch for duet_eval_batch validation */
+    int decode_consistent;   /* duet_seq_set_decode_consistent */
 };
 
 /* hparams.c: fills m->hp (and m->rope_freqs for llama3 keys) from metadata. */
@@ -103,10 +104,11 @@ int duet_model_read_hparams(duet_model *m, duet_err *err);
 
 /* forward.c: one micro-batch of n tokens (n <= m->n_ubatch). seq[i]/pos[i]:
  * where token i goes; out_rows lists the n_out batch rows whose logits go to
- * logits (n_out, n_vocab). The caller holds eval_lock and has validated
+ * logits (n_out, n_vocab). consistent: every token computed bit-identically to
+ * a one-token forward of it (matmuls and attention in the one-token arithmetic). The caller holds eval_lock and has validated
  * everything. */
 int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq, const int *pos,
-                 const int *out_rows, int n_out, float *logits, duet_err *err);
+                 const int *out_rows, int n_out, float *logits, int consistent, duet_err *err);
 void duet_workspace_free(duet_workspace *ws);
 
 #endif

@@ -51,6 +51,14 @@ duet_model *duet_seq_model(const duet_seq *s) { return s->model; }
 int duet_seq_pos(const duet_seq *s) { return s->pos; }
 int duet_seq_n_ctx(const duet_seq *s) { return s->n_ctx; }
 
+int duet_seq_set_decode_consistent(duet_seq *s, int on) {
+    if (!s) return DUET_EINVAL;
+    s->decode_consistent = on != 0;
+    return 0;
+}
+
+int duet_seq_decode_consistent(const duet_seq *s) { return s ? s->decode_consistent : 0; }
+
 int duet_rollback(duet_seq *s, int n_keep) {
     if (!s) return DUET_EINVAL;
     if (n_keep < 0 || n_keep > s->pos) return DUET_ERANGE;
