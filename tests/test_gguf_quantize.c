@@ -16,16 +16,6 @@
 /* Under ASan+UBSan (a -O0 build) the K-quant searches are ~10x slower: the
  * byte-for-byte comparison then covers llama-a's files only (every type; the
  * code paths are the same for qwen2-b, which the release build checks). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 static char tmpdir[64];
 

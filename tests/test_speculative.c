@@ -15,16 +15,6 @@
 
 /* Sanitizer builds run 10-50x slower: fewer prompts and samples there (the
  * release build runs the full sizes). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 typedef struct {
     int32_t ids[256];

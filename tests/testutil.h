@@ -5,6 +5,19 @@
 
 #include <stddef.h>
 
+/* 1 in an ASan build: sanitizer builds run 10-50x slower, so the heaviest
+ * tests use smaller sizes there (the release build runs the full sizes). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* "<shared data>/<rel>" in a static buffer (one per call site is enough). */
 const char *tu_data(const char *rel, char *buf, size_t cap);
 /* Reads a whole file; *len gets its size. NULL if it cannot be read. Free with free(). */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tok/heap.h"
 #include "tok/tok_internal.h"
 
 #define K_PRE "tokenizer.ggml.pre"
@@ -207,39 +208,7 @@ static inline int pair_before(const pair *a, const pair *b) {
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
 
-static int heap_push(scratch *sc, pair p) {
-    if (sc->heap_n == sc->heap_cap) {
-        size_t c = sc->heap_cap ? sc->heap_cap * 2 : 64;
-        pair *h = realloc(sc->heap, sizeof *h * c);
-        if (!h) return DUET_ENOMEM;
-        sc->heap = h;
-        sc->heap_cap = c;
-    }
-    size_t i = sc->heap_n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!pair_before(&p, &sc->heap[up])) break;
-        sc->heap[i] = sc->heap[up];
-        i = up;
-    }
-    sc->heap[i] = p;
-    return 0;
-}
-
-static pair heap_pop(scratch *sc) {
-    pair top = sc->heap[0], last = sc->heap[--sc->heap_n];
-    size_t i = 0, n = sc->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && pair_before(&sc->heap[c + 1], &sc->heap[c])) c++;
-        if (!pair_before(&sc->heap[c], &last)) break;
-        sc->heap[i] = sc->heap[c];
-        i = c;
-    }
-    if (n) sc->heap[i] = last;
-    return top;
-}
+DUET_DEFINE_HEAP(queue, scratch, pair, pair_before)
 
 /* Rank of merging symbols a and b (-1 if no merge), *result the joined symbol. */
 static inline int32_t merge_rank(const duet_vocab *v, scratch *sc, int32_t a, int32_t b, int32_t *result) {
@@ -262,7 +231,7 @@ static int try_pair(const duet_vocab *v, scratch *sc, int32_t left, int32_t righ
     int32_t rank = merge_rank(v, sc, a, b, &result);
     if (rank < 0) return 0;
     pair p = {rank, left, right, a, b, result};
-    return heap_push(sc, p);
+    return queue_push(sc, p);
 }
 
 static void emit_symbol(const duet_vocab *v, int32_t id, tok_out *o);
@@ -349,7 +318,7 @@ static int bpe_piece(const duet_vocab *v, scratch *sc, const uint8_t *w, size_t 
     for (size_t i = 1; i < m; i++)
         if (try_pair(v, sc, (int32_t)i - 1, (int32_t)i)) return DUET_ENOMEM;
     while (sc->heap_n) {
-        pair p = heap_pop(sc);
+        pair p = queue_pop(sc);
         sym *l = &sc->syms[p.left], *r = &sc->syms[p.right];
         /* stale: one side was merged away or grew since the pair was queued */
         if (l->next != p.right || l->id != p.lid || r->id != p.rid) continue;

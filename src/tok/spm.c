@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tok/heap.h"
 #include "tok/tok_internal.h"
 
 #define SPACE_MARK "\xE2\x96\x81" /* U+2581 */
@@ -80,39 +81,7 @@ static inline int bigram_before(const bigram *a, const bigram *b) {
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static int heap_push(scratch *sc, bigram p) {
-    if (sc->heap_n == sc->heap_cap) {
-        size_t c = sc->heap_cap ? sc->heap_cap * 2 : 64;
-        bigram *h = realloc(sc->heap, sizeof *h * c);
-        if (!h) return DUET_ENOMEM;
-        sc->heap = h;
-        sc->heap_cap = c;
-    }
-    size_t i = sc->heap_n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!bigram_before(&p, &sc->heap[up])) break;
-        sc->heap[i] = sc->heap[up];
-        i = up;
-    }
-    sc->heap[i] = p;
-    return 0;
-}
-
-static bigram heap_pop(scratch *sc) {
-    bigram top = sc->heap[0], last = sc->heap[--sc->heap_n];
-    size_t i = 0, n = sc->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && bigram_before(&sc->heap[c + 1], &sc->heap[c])) c++;
-        if (!bigram_before(&sc->heap[c], &last)) break;
-        sc->heap[i] = sc->heap[c];
-        i = c;
-    }
-    if (n) sc->heap[i] = last;
-    return top;
-}
+DUET_DEFINE_HEAP(queue, scratch, bigram, bigram_before)
 
 static int try_bigram(const duet_vocab *v, scratch *sc, const char *text, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return 0;
@@ -120,7 +89,7 @@ static int try_bigram(const duet_vocab *v, scratch *sc, const char *text, int32_
     int32_t id = tok_strmap_get(&v->map, v, text + l->start, (size_t)(l->n + r->n));
     if (id < 0) return 0;
     bigram b = {v->score[id], left, right, l->n + r->n, id};
-    return heap_push(sc, b);
+    return queue_push(sc, b);
 }
 
 static void emit_symbol(const duet_vocab *v, const char *text, const sym *s, tok_out *o) {
@@ -164,7 +133,7 @@ static int merge_word(const duet_vocab *v, scratch *sc, const char *text, size_t
     for (int32_t i = 0; i + 1 < ns; i++)
         if (try_bigram(v, sc, text, i, i + 1)) return DUET_ENOMEM;
     while (sc->heap_n) {
-        bigram b = heap_pop(sc);
+        bigram b = queue_pop(sc);
         sym *l = &sc->syms[b.left], *r = &sc->syms[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
         l->n += r->n;
