@@ -2,7 +2,7 @@
 # Installs the Debian packages duet needs, only those that are missing.
 set -euo pipefail
 pkgs=(cmake make gcc clang pkg-config libcriterion-dev libpcre2-dev libcjson-dev
-      libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox)
+      libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox jq python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
