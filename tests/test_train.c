@@ -13,6 +13,7 @@
 #include "duet/model.h"
 #include "duet/quant.h"
 #include "duet/train.h"
+#include "testutil.h"
 
 static const duet_tconfig tiny = {40, 32, 32, 2, 2, 64, 0, 10000.0f, 1e-5f};
 
@@ -242,4 +243,107 @@ Test(train, bad_config_and_checkpoint_are_errors) {
     cr_assert_null(m);
     remove("/tmp/duet-train-bad.ckpt");
     cr_assert_neq(duet_tmodel_load_gguf(&m, "/nonexistent.gguf", 1, 8, 0, &err), 0);
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int count_id(const duet_tokens *t, int32_t id) {
+    int n = 0;
+    for (int64_t i = 0; i < t->n; i++) n += t->ids[i] == id;
+    return n;
+}
+
+Test(train, stories_end_with_endoftext, .init = mk_tmp, .fini = rm_tmp) {
+    char tok[128], txt[128];
+    snprintf(tok, sizeof tok, "%s/tok.gguf", tmpdir);
+    snprintf(txt, sizeof txt, "%s/t.txt", tmpdir);
+    write_tok(tok, 270);
+    duet_tokens t = {0};
+    duet_err err = {0};
+    /* train.txt layout: paragraphs split by a blank line, stories by a single newline */
+    write_file(txt, "the cat sat.\n\nthe dog sat.\na cat and a dog.\nthe end.\n");
+    cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_id(&t, 269), 3);
+    cr_assert_eq(t.ids[t.n - 1], 269);
+    duet_tokens_free(&t);
+    /* valid.txt layout: everything split by blank lines; "once upon a time" opens a story */
+    write_file(txt, "once upon a time the cat sat.\n\nthe dog sat.\n\nonce there was a log.\n\nit sat.\n\n"
+                    "one day, a cat.\n");
+    cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_id(&t, 269), 2);
+    duet_tokens_free(&t);
+}
+
+Test(train, perplexity_command_matches_the_trainer, .init = mk_tmp, .fini = rm_tmp) {
+    duet_tconfig c = {270, 128, 64, 2, 4, 96, 0, 10000.0f, 1e-5f};
+    char tok[128], out[128], txt[128], args[512];
+    snprintf(tok, sizeof tok, "%s/tok.gguf", tmpdir);
+    snprintf(out, sizeof out, "%s/m.gguf", tmpdir);
+    snprintf(txt, sizeof txt, "%s/t.txt", tmpdir);
+    write_tok(tok, c.n_vocab);
+    write_file(txt, "once upon a time the cat sat on the mat.\n\nthe dog sat on the log.\n\n"
+                    "once there was a cat and a dog. the end.\n");
+    duet_tmodel *m = NULL;
+    duet_err err = {0};
+    cr_assert_eq(duet_tmodel_new(&m, &c, 1, 128, 1, &err), 0);
+    duet_tmodel_init(m, 4);
+    for (size_t i = 0; i < m->n_params; i++) m->param_block[i] *= 3;
+    duet_gguf *tg = NULL;
+    cr_assert_eq(duet_gguf_open(&tg, tok, &err), 0);
+    cr_assert_eq(duet_tmodel_save_gguf(m, out, DUET_TYPE_F32, tg, "t", &err), 0, "%s", err.msg);
+    duet_gguf_close(tg);
+    /* expected: the whole token stream in one window of the trainer's forward */
+    duet_tokens t = {0};
+    cr_assert_eq(duet_tokens_from_text(&t, txt, out, &err), 0, "%s", err.msg);
+    cr_assert(t.n > 10 && t.n <= 128, "%lld tokens", (long long)t.n);
+    cr_assert_eq(duet_tmodel_forward(m, NULL, t.ids, 1, (int)t.n - 1), 0);
+    double expect = duet_tmodel_ce_loss(m, t.ids + 1, 0);
+    char *json = NULL;
+    snprintf(args, sizeof args, "perplexity -m %s -f %s --ctx 128 --json", out, txt);
+    cr_assert_eq(tu_run_duet(args, &json), 0);
+    const char *p = json ? strstr(json, "\"loss\":") : NULL;
+    cr_assert(p, "no loss in %s", json ? json : "(null)");
+    double got = strtod(p + 7, NULL);
+    cr_assert(fabs(got - expect) < 1e-2 * expect, "duet perplexity loss %f, trainer %f", got, expect);
+    p = strstr(json, "\"scored\":");
+    cr_assert(p && strtol(p + 9, NULL, 10) == t.n - 1);
+    free(json);
+    duet_tokens_free(&t);
+    duet_tmodel_free(m);
+}
+
+Test(train, kd_loss_mixes_divergence_and_cross_entropy) {
+    duet_tmodel *m = NULL;
+    duet_err err = {0};
+    cr_assert_eq(duet_tmodel_new(&m, &tiny, 1, 16, 1, &err), 0);
+    duet_tmodel_init(m, 2);
+    for (size_t i = 0; i < m->n_params; i++) m->param_block[i] *= 10;
+    int32_t x[16], y[16];
+    for (int i = 0; i < 16; i++) { x[i] = (i * 3 + 1) % 40; y[i] = (i * 7 + 2) % 40; }
+    cr_assert_eq(duet_tmodel_forward(m, NULL, x, 1, 16), 0);
+    float *zt = malloc(sizeof(float) * 16 * 40);
+    memcpy(zt, m->a.logits, sizeof(float) * 16 * 40);
+    double ce = duet_tmodel_ce_loss(m, y, 0);
+    static const duet_kd_loss kinds[] = {DUET_KD_KL, DUET_KD_RKL, DUET_KD_JSD, DUET_KD_TVD};
+    for (int k = 0; k < 4; k++) {
+        duet_kd_opts o = {kinds[k], 0.5f, 2.0f, 0.0f};
+        double div = -1;
+        /* the teacher equals the student: no divergence and no gradient */
+        cr_assert_eq(duet_tmodel_forward(m, NULL, x, 1, 16), 0);
+        double l = duet_tmodel_kd_loss(m, zt, y, &o, 1, &div);
+        cr_assert(fabs(l) < 1e-6 && fabs(div) < 1e-6, "loss %d: %g", k, l);
+        for (int i = 0; i < 16 * 40; i++) cr_assert(fabs(m->a.logits[i]) < 1e-6);
+        /* ce_weight 1: pure cross-entropy */
+        o.ce_weight = 1.0f;
+        cr_assert_eq(duet_tmodel_forward(m, NULL, x, 1, 16), 0);
+        l = duet_tmodel_kd_loss(m, zt, y, &o, 0, NULL);
+        cr_assert_float_eq(l, ce, 1e-6);
+    }
+    free(zt);
+    duet_tmodel_free(m);
 }

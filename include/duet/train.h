@@ -115,9 +115,9 @@ void duet_tmodel_init(duet_tmodel *m, uint64_t seed);
 
 /* Forward over tok (B, T): fills the activations and logits (B*T, V). */
 int duet_tmodel_forward(duet_tmodel *m, duet_pool *pool, const int32_t *tok, int B, int T);
-/* Mean cross-entropy against targets (B*T) of the last forward; writes
- * d loss / d logits into a.logits scaled by weight (so losses can be mixed:
- * call the KD loss first with dlogits accumulation, see duet_tmodel_kd_loss). */
+/* Mean cross-entropy against targets (B*T) of the last forward. With
+ * with_grad, a.logits is overwritten by d loss / d logits (for backward);
+ * mixed CE + distillation losses: duet_tmodel_kd_loss. */
 double duet_tmodel_ce_loss(duet_tmodel *m, const int32_t *targets, int with_grad);
 /* Backward from a.logits (which hold d loss / d logits). Gradients are
  * accumulated into grad_block: zero it first (duet_tmodel_zero_grad). */
@@ -214,6 +214,7 @@ typedef struct duet_train_opts {
     int patience;            /* stop after this many validations without improvement (0: never) */
     double ckpt_seconds;     /* checkpoint period */
     double time_limit;       /* seconds of training in this run (0: none); a checkpoint is written at the end */
+    int64_t stop_at;         /* stop (with a checkpoint) once this many steps are done (0: max_steps) */
     int resume;              /* continue from OUT.ckpt */
     /* distillation */
     duet_kd_mode kd_mode;

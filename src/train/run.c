@@ -216,7 +216,7 @@ int duet_train_run(duet_tmodel **mp, duet_tmodel *teacher, const duet_tokens *tr
             fflush(o->log);
         }
         int stop = o->patience > 0 && st.bad_evals >= o->patience;
-        int out_of_time = o->time_limit > 0 && el >= o->time_limit;
+        int out_of_time = (o->time_limit > 0 && el >= o->time_limit) || (o->stop_at > 0 && st.step >= o->stop_at);
         if (t - t_ckpt >= o->ckpt_seconds || stop || out_of_time || st.step == o->max_steps) {
             st.rng = rng.s;
             st.seconds = sec_before + el;
@@ -226,7 +226,7 @@ int duet_train_run(duet_tmodel **mp, duet_tmodel *teacher, const duet_tokens *tr
             t_ckpt = t;
         }
         if (stop) { res->stopped_early = 1; if (o->log) fprintf(o->log, "\nearly stop: no improvement in %d validations\n", o->patience); break; }
-        if (out_of_time) { if (o->log) fprintf(o->log, "\ntime limit reached at step %lld (resume with --resume)\n", (long long)st.step); break; }
+        if (out_of_time) { if (o->log) fprintf(o->log, "\nstopped at step %lld by --time-limit/--stop-at (continue with --resume)\n", (long long)st.step); break; }
     }
     if (o->log) fprintf(o->log, "\n");
     if (csv) fclose(csv);

@@ -1,5 +1,6 @@
-/* duet perplexity: mean next-token loss of a model over a whole text file,
- * evaluated by the inference engine with a sliding window. */
+/* duet perplexity: mean next-token loss of one or more models over a whole
+ * text file, evaluated by the inference engine with a sliding window, and
+ * optionally their agreement with a reference model at every position. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,20 +11,45 @@
 #include "duet/threadpool.h"
 #include "duet/train.h"
 
+#define MAX_MODELS 16
+
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: duet perplexity -m MODEL.gguf -f TEXT [--ctx N] [--ref REF.gguf] [-t THREADS] [--json]\n"
+            "usage: duet perplexity -m MODEL.gguf [-m MODEL2.gguf ...] -f TEXT [--ctx N] [--ref REF.gguf]\n"
+            "                       [-t THREADS] [--json]\n"
             "  The text is split into stories (blank-line paragraphs; see docs/distillation.md),\n"
-            "  tokenized with the model's vocabulary with <|endoftext|> (eos) after each story.\n"
-            "  Windows of N tokens (default: the model's context) advance by N/2; each token is\n"
-            "  scored once, with at least N/2 tokens of context after the first window.\n"
-            "  --ref REF.gguf  also compare with a reference model (same vocabulary) at every scored\n"
-            "                  position: top-1 agreement and mean acceptance 1 - TV(p_ref, p_model).\n");
+            "  tokenized with the first model's vocabulary with <|endoftext|> (eos) after each story.\n"
+            "  Windows of N tokens (default: the first model's context) advance by N/2; each token\n"
+            "  is scored once, with at least N/2 tokens of context after the first window.\n"
+            "  --ref REF.gguf  also compare every model with a reference model (same vocabulary) at\n"
+            "                  every scored position: top-1 agreement and mean acceptance\n"
+            "                  1 - TV(p_ref, p_model). The reference is evaluated once for all models.\n"
+            "  --json prints one object; with several models (or --ref) it holds a \"models\" array.\n");
+}
+
+typedef struct {
+    const char *path;
+    duet_model *m;
+    duet_seq *s;
+    float *logits; /* (ctx, V) */
+    double sum, agree, accept;
+} scored_model;
+
+/* log-sum-exp of a row and its argmax */
+static double row_lse(const float *z, int V, int *top) {
+    int t = 0;
+    for (int i = 1; i < V; i++) t = z[i] > z[t] ? i : t;
+    double e = 0;
+    for (int i = 0; i < V; i++) e += exp((double)z[i] - z[t]);
+    *top = t;
+    return z[t] + log(e);
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *model_path = NULL, *text_path = NULL, *ref_path = NULL;
-    int ctx = 0, threads = 1, json = 0;
+    scored_model ms[MAX_MODELS + 1];
+    memset(ms, 0, sizeof ms);
+    int n_models = 0, ctx = 0, threads = 1, json = 0;
+    const char *text_path = NULL, *ref_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
@@ -31,116 +57,125 @@ int cmd_perplexity(int argc, char **argv) {
         if (i + 1 >= argc) { fprintf(stderr, "duet perplexity: %s needs a value\n", a); return 2; }
         const char *v = argv[++i];
         char *end = NULL;
-        if (!strcmp(a, "-m")) model_path = v;
-        else if (!strcmp(a, "-f")) text_path = v;
+        if (!strcmp(a, "-m")) {
+            if (n_models == MAX_MODELS) { fprintf(stderr, "duet perplexity: at most %d models\n", MAX_MODELS); return 2; }
+            ms[n_models++].path = v;
+        } else if (!strcmp(a, "-f")) text_path = v;
         else if (!strcmp(a, "--ref")) ref_path = v;
         else if (!strcmp(a, "--ctx")) ctx = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "-t")) threads = (int)strtol(v, &end, 10);
         else { fprintf(stderr, "duet perplexity: unknown option '%s'\n", a); return 2; }
         if (end && *end) { fprintf(stderr, "duet perplexity: bad number '%s' for %s\n", v, a); return 2; }
     }
-    if (!model_path || !text_path || ctx < 0 || ctx == 1 || threads < 1 || threads > 256) {
+    if (!n_models || !text_path || ctx < 0 || ctx == 1 || threads < 1 || threads > 256) {
         fprintf(stderr, "duet perplexity: need -m MODEL and -f TEXT (--ctx >= 2, -t >= 1)\n");
         return 2;
     }
+    int n_all = n_models + (ref_path != NULL); /* the reference, if any, is ms[n_models] */
+    if (ref_path) ms[n_models].path = ref_path;
     duet_err err = {0};
     duet_tokens toks = {0};
     duet_pool *pool = threads > 1 ? duet_pool_new(threads) : NULL;
     duet_model_params mp = duet_model_default_params();
     mp.pool = pool;
-    duet_model *m = NULL, *rm = NULL;
-    duet_seq *s = NULL, *rs = NULL;
-    float *logits = NULL, *rlogits = NULL;
-    int rc = duet_model_load(&m, model_path, &mp, &err);
-    if (!rc && ref_path) {
-        rc = duet_model_load(&rm, ref_path, &mp, &err);
-        if (!rc && duet_model_n_vocab(rm) != duet_model_n_vocab(m))
-            rc = duet_err_set(&err, DUET_EINVAL, "--ref vocabulary %d != model vocabulary %d", duet_model_n_vocab(rm),
-                              duet_model_n_vocab(m));
+    int rc = 0, V = 0;
+    for (int k = 0; !rc && k < n_all; k++) {
+        rc = duet_model_load(&ms[k].m, ms[k].path, &mp, &err);
+        if (!rc && k == 0) V = duet_model_n_vocab(ms[0].m);
+        if (!rc && duet_model_n_vocab(ms[k].m) != V)
+            rc = duet_err_set(&err, DUET_EINVAL, "%s: vocabulary %d != %d of %s", ms[k].path,
+                              duet_model_n_vocab(ms[k].m), V, ms[0].path);
     }
-    if (!rc) rc = duet_tokens_from_text(&toks, text_path, model_path, &err);
-    if (!rc && !ctx) ctx = duet_model_hparams(m)->n_ctx_train;
+    if (!rc) rc = duet_tokens_from_text(&toks, text_path, ms[0].path, &err);
+    if (!rc && !ctx) ctx = duet_model_hparams(ms[0].m)->n_ctx_train;
     if (!rc && ctx < 2) rc = duet_err_set(&err, DUET_EINVAL, "context %d too small", ctx);
     if (!rc && toks.n < 2) rc = duet_err_set(&err, DUET_EINVAL, "%s: fewer than 2 tokens", text_path);
-    if (!rc) rc = duet_seq_new(&s, m, ctx, &err);
-    if (!rc && rm) rc = duet_seq_new(&rs, rm, ctx, &err);
-    const int V = rc ? 0 : duet_model_n_vocab(m);
-    if (!rc && !(logits = malloc(sizeof(float) * (size_t)ctx * V)))
-        rc = duet_err_set(&err, DUET_ENOMEM, "out of memory (logits)");
-    if (!rc && rm && !(rlogits = malloc(sizeof(float) * (size_t)ctx * V)))
-        rc = duet_err_set(&err, DUET_ENOMEM, "out of memory (logits)");
-    double agree = 0, accept = 0, ref_sum = 0;
+    for (int k = 0; !rc && k < n_all; k++) {
+        rc = duet_seq_new(&ms[k].s, ms[k].m, ctx, &err);
+        if (!rc && !(ms[k].logits = malloc(sizeof(float) * (size_t)ctx * V)))
+            rc = duet_err_set(&err, DUET_ENOMEM, "out of memory (logits)");
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    double sum = 0;
     int64_t scored = 0;
     const int half = ctx / 2;
+    scored_model *ref = ref_path ? &ms[n_models] : NULL;
     for (int64_t start = 0; !rc; start += half) {
         int64_t n = toks.n - start < ctx ? toks.n - start : ctx;
         if (n < 2) break;
-        /* Targets start..start+n-1 are predicted from rows 0..n-2; the first
+        /* Targets start+1..start+n-1 are predicted from rows 0..n-2; the first
          * window scores every row, later ones only the rows past the overlap. */
         int first = start == 0 ? 0 : ctx - half - 1;
         if (first >= n - 1) break;
-        if ((rc = duet_rollback(s, 0)) != 0) { duet_err_set(&err, rc, "rollback failed"); break; }
-        rc = duet_eval(s, toks.ids + start, (int)n, logits, (int)n, &err);
-        if (!rc && rs && !(rc = duet_rollback(rs, 0)))
-            rc = duet_eval(rs, toks.ids + start, (int)n, rlogits, (int)n, &err);
+        for (int k = 0; !rc && k < n_all; k++) {
+            if ((rc = duet_rollback(ms[k].s, 0)) != 0) { duet_err_set(&err, rc, "rollback failed"); break; }
+            rc = duet_eval(ms[k].s, toks.ids + start, (int)n, ms[k].logits, (int)n, &err);
+            if (rc) duet_err_prefix(&err, "%s", ms[k].path);
+        }
         if (rc) break;
         for (int r = first; r < n - 1; r++) {
-            const float *z = logits + (size_t)r * V;
-            int top = 0;
-            for (int i = 1; i < V; i++) top = z[i] > z[top] ? i : top;
-            float mx = z[top];
-            double e = 0;
-            for (int i = 0; i < V; i++) e += exp((double)z[i] - mx);
-            double lse = mx + log(e);
-            sum += lse - z[toks.ids[start + r + 1]];
-            scored++;
-            if (!rs) continue;
-            /* reference distribution at the same position */
-            const float *zr = rlogits + (size_t)r * V;
+            int32_t y = toks.ids[start + r + 1];
             int rtop = 0;
-            for (int i = 1; i < V; i++) rtop = zr[i] > zr[rtop] ? i : rtop;
-            double er = 0;
-            for (int i = 0; i < V; i++) er += exp((double)zr[i] - zr[rtop]);
-            double rlse = zr[rtop] + log(er), tv = 0;
-            for (int i = 0; i < V; i++) tv += fabs(exp((double)z[i] - lse) - exp((double)zr[i] - rlse));
-            agree += top == rtop;
-            accept += 1.0 - 0.5 * tv;
-            ref_sum += rlse - zr[toks.ids[start + r + 1]];
+            double rlse = 0;
+            const float *zr = ref ? ref->logits + (size_t)r * V : NULL;
+            if (ref) { rlse = row_lse(zr, V, &rtop); ref->sum += rlse - zr[y]; }
+            for (int k = 0; k < n_models; k++) {
+                const float *z = ms[k].logits + (size_t)r * V;
+                int top;
+                double lse = row_lse(z, V, &top);
+                ms[k].sum += lse - z[y];
+                if (!ref) continue;
+                double tv = 0;
+                for (int i = 0; i < V; i++) tv += fabs(exp((double)z[i] - lse) - exp((double)zr[i] - rlse));
+                ms[k].agree += top == rtop;
+                ms[k].accept += 1.0 - 0.5 * tv;
+            }
+            scored++;
         }
-        if (start + n >= toks.n) break;
         if (!json) fprintf(stderr, "\rperplexity: %lld/%lld tokens, loss %.4f", (long long)scored,
-                           (long long)toks.n - 1, sum / scored);
+                           (long long)toks.n - 1, ms[0].sum / scored);
+        if (start + n >= toks.n) break;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc) {
         fprintf(stderr, "%sduet perplexity: %s\n", json ? "" : "\n", err.msg);
+    } else if (json) {
+        int several = n_models > 1 || ref;
+        if (several)
+            printf("{\"file\":\"%s\",\"ctx\":%d,\"tokens\":%lld,\"scored\":%lld,\"seconds\":%.2f,", text_path, ctx,
+                   (long long)toks.n, (long long)scored, secs);
+        if (ref)
+            printf("\"ref\":{\"model\":\"%s\",\"loss\":%.6f,\"perplexity\":%.4f},", ref->path, ref->sum / scored,
+                   exp(ref->sum / scored));
+        if (several) printf("\"models\":[");
+        for (int k = 0; k < n_models; k++) {
+            double loss = ms[k].sum / scored;
+            if (several) printf("%s{\"model\":\"%s\",\"loss\":%.6f,\"perplexity\":%.4f", k ? "," : "", ms[k].path, loss,
+                                exp(loss));
+            else printf("{\"model\":\"%s\",\"file\":\"%s\",\"ctx\":%d,\"tokens\":%lld,\"scored\":%lld,\"loss\":%.6f,"
+                        "\"perplexity\":%.4f,\"seconds\":%.2f", ms[k].path, text_path, ctx, (long long)toks.n,
+                        (long long)scored, loss, exp(loss), secs);
+            if (ref) printf(",\"top1_agreement\":%.6f,\"acceptance\":%.6f", ms[k].agree / scored, ms[k].accept / scored);
+            printf("}");
+        }
+        printf(several ? "]}\n" : "\n");
     } else {
-        double loss = sum / scored;
-        char cmp[256] = "";
-        if (rs && json)
-            snprintf(cmp, sizeof cmp, ",\"ref_loss\":%.6f,\"top1_agreement\":%.6f,\"acceptance\":%.6f",
-                     ref_sum / scored, agree / scored, accept / scored);
-        else if (rs)
-            snprintf(cmp, sizeof cmp, "; vs ref (loss %.4f): top-1 agreement %.4f, acceptance 1-TV %.4f",
-                     ref_sum / scored, agree / scored, accept / scored);
-        if (json)
-            printf("{\"model\":\"%s\",\"file\":\"%s\",\"ctx\":%d,\"tokens\":%lld,\"scored\":%lld,\"loss\":%.6f,"
-                   "\"perplexity\":%.4f,\"seconds\":%.2f%s}\n",
-                   model_path, text_path, ctx, (long long)toks.n, (long long)scored, loss, exp(loss), secs, cmp);
-        else
-            fprintf(stderr, "\rperplexity: %lld tokens scored (ctx %d), loss %.4f, perplexity %.3f (%.1f s)%s\n",
-                    (long long)scored, ctx, loss, exp(loss), secs, cmp);
+        fprintf(stderr, "\rperplexity: %lld tokens scored (ctx %d, %.1f s)              \n", (long long)scored, ctx, secs);
+        for (int k = 0; k < n_models; k++) {
+            fprintf(stderr, "  %s: loss %.4f, perplexity %.3f", ms[k].path, ms[k].sum / scored, exp(ms[k].sum / scored));
+            if (ref) fprintf(stderr, "; vs %s: top-1 agreement %.4f, acceptance 1-TV %.4f", ref->path,
+                             ms[k].agree / scored, ms[k].accept / scored);
+            fprintf(stderr, "\n");
+        }
+        if (ref) fprintf(stderr, "  %s (ref): loss %.4f, perplexity %.3f\n", ref->path, ref->sum / scored,
+                         exp(ref->sum / scored));
     }
-    free(logits);
-    free(rlogits);
-    duet_seq_free(s);
-    duet_seq_free(rs);
-    duet_model_free(m);
-    duet_model_free(rm);
+    for (int k = 0; k < n_all; k++) {
+        free(ms[k].logits);
+        duet_seq_free(ms[k].s);
+        duet_model_free(ms[k].m);
+    }
     duet_tokens_free(&toks);
     duet_pool_free(pool);
     return rc ? 1 : 0;

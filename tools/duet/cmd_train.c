@@ -18,7 +18,7 @@ static void usage(FILE *f) {
             "  optim:   --steps N (2000) --lr F (1e-3) --lr-min F (lr/10) --warmup N (100) --wd F (0.1)\n"
             "           --clip F (1.0) --seed N (1337)\n"
             "  run:     --eval-every N (200) --eval-batches N (20, 0 = whole file) --patience N (0 = off)\n"
-            "           --ckpt-minutes F (5) --time-limit MIN (0 = none) --resume  -t THREADS (1)\n"
+            "           --ckpt-minutes F (5) --time-limit MIN (0 = none) --stop-at STEP --resume  -t THREADS (1)\n"
             "  output:  --f16 (F16 matrices; default F32) --name NAME --json\n"
             "Writes OUT.gguf (best validation loss), OUT.ckpt, OUT.loss.csv and OUT.loss.png.\n");
 }
@@ -44,7 +44,7 @@ int duet_cli_train_common(int argc, char **argv, int *i, duet_train_opts *o, due
                                              "--n-layer", "--n-head", "--n-ff", "--ctx", "--vocab", "--rope-base",
                                              "--norm-eps", "--batch", "--seq", "--steps", "--lr", "--lr-min",
                                              "--warmup", "--wd", "--clip", "--seed", "--eval-every", "--eval-batches",
-                                             "--patience", "--ckpt-minutes", "--time-limit", "-t"};
+                                             "--patience", "--ckpt-minutes", "--time-limit", "--stop-at", "-t"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
     if (!known) return 0;
@@ -80,6 +80,7 @@ int duet_cli_train_common(int argc, char **argv, int *i, duet_train_opts *o, due
     else if (!strcmp(a, "--patience")) o->patience = (int)d;
     else if (!strcmp(a, "--ckpt-minutes")) o->ckpt_seconds = 60 * d;
     else if (!strcmp(a, "--time-limit")) o->time_limit = 60 * d;
+    else if (!strcmp(a, "--stop-at")) o->stop_at = (int64_t)d;
     else if (!strcmp(a, "-t")) *threads = (int)d;
     return 1;
 }
