@@ -187,6 +187,10 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
         int left = n_new - stats->n_generated - 1; /* every round yields one token beyond its drafts */
         int k_cap = room < left ? room : left;
 
+        /* The whole round is timed (drafting, verification, sampling and
+         * bookkeeping): what the adaptive choice weighs is the real cost of a
+         * round of each length, overheads included. */
+        double t_round = now_s(), t_draft_before = stats->t_draft;
         int k = 0, from_model = 0;
         if (par->use_ngram && k_cap > 0) {
             int kn = choose_k(&s, &s.adapt_ngram);
@@ -212,11 +216,14 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
         stats->target_evals++;
         stats->t_target += dt;
         if (rc < 0) break;
-        duet_spec_adapt_observe_target(&s.adapt_model, k + 1, dt);
-        duet_spec_adapt_observe_target(&s.adapt_ngram, k + 1, dt);
-        for (int i = 0; i <= k; i++)
-            duet_sampler_dist(sampler, s.logits + (size_t)i * nv, s.p + (size_t)i * nv);
-        duet_spec_verdict v = duet_spec_verify(s.p, s.q, drafts, k, s.n_vocab, duet_sampler_rng(sampler), s.scratch);
+        duet_spec_verdict v = {0, -1};
+        if (k == 0) { /* nothing to verify: sample as plain decoding does */
+            v.next = duet_sampler_sample(sampler, s.logits);
+        } else {
+            for (int i = 0; i <= k; i++)
+                duet_sampler_dist(sampler, s.logits + (size_t)i * nv, s.p + (size_t)i * nv);
+            v = duet_spec_verify(s.p, s.q, drafts, k, s.n_vocab, duet_sampler_rng(sampler), s.scratch);
+        }
 
         stats->rounds++;
         if (k > 0) {
@@ -247,6 +254,9 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
             if (cb && cb(user, tok)) stop = 1;
             if (stats->n_generated >= n_new) stop = 1;
         }
+        double t_rest = now_s() - t_round - (stats->t_draft - t_draft_before);
+        duet_spec_adapt_observe_target(&s.adapt_model, k + 1, t_rest);
+        duet_spec_adapt_observe_target(&s.adapt_ngram, k + 1, t_rest);
         /* Stopped inside the accepted run: the caches hold tokens past the
          * output; trim them so the sequences end where the output ends. */
         if (stop) {
