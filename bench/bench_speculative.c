@@ -101,6 +101,8 @@ static int hostile_prompts(const duet_vocab *v, const char *foreign, prompt *out
 typedef struct {
     const char *name;
     int use_model, use_ngram, k, adaptive; /* k = 0 with no source: baseline */
+    duet_spec_adapt learned_model, learned_ngram; /* adaptive estimates kept across prompts */
+    int learned_init;
     /* totals over prompts */
     double seconds;
     long tokens, drafted, accepted, rounds_with_draft;
@@ -128,6 +130,14 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
         duet_spec_params sp = duet_spec_default_params();
         sp.use_model = c->use_model, sp.use_ngram = c->use_ngram;
         sp.draft_max = c->k, sp.adaptive = c->adaptive;
+        if (c->adaptive) { /* as a server would: one estimate per model pair, kept across requests */
+            if (!c->learned_init) {
+                duet_spec_adapt_init(&c->learned_model, c->k);
+                duet_spec_adapt_init(&c->learned_ngram, c->k);
+                c->learned_init = 1;
+            }
+            sp.learned_model = &c->learned_model, sp.learned_ngram = &c->learned_ngram;
+        }
         duet_spec_stats st;
         rc = duet_speculative_generate(&tl, &dl, s, &sp, pr->ids, pr->n, n_new, NULL, NULL, &st, err);
         if (rc >= 0) {

@@ -24,6 +24,10 @@ typedef struct duet_spec_params {
     float draft_p_min; /* stop drafting when the draft's top probability falls below */
     int adaptive;      /* choose the length per round from measured acceptance and costs */
     int ngram_min, ngram_max;
+    /* Optional: adaptive estimates (acceptance, costs) kept across requests
+     * of the same model pair, initialised once with duet_spec_adapt_init;
+     * NULL: each request learns from scratch. */
+    duet_spec_adapt *learned_model, *learned_ngram;
 } duet_spec_params;
 
 duet_spec_params duet_spec_default_params(void);

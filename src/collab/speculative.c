@@ -35,7 +35,8 @@ typedef struct {
     float *q;      /* (DUET_SPEC_KMAX, n_vocab) draft distributions */
     float *dlog;   /* (n_vocab) draft logits of its last position */
     float *scratch;/* (n_vocab) */
-    duet_spec_adapt adapt_model, adapt_ngram;
+    duet_spec_adapt own_model, own_ngram; /* used when the caller keeps none */
+    duet_spec_adapt *adapt_model, *adapt_ngram;
     int plain_rounds; /* consecutive rounds without speculation (for probing) */
     duet_spec_stats *st;
 } spec_state;
@@ -78,7 +79,7 @@ static int draft_with_model(spec_state *s, int k, int32_t *out, duet_err *err) {
     }
     double dt = now_s() - t0;
     s->st->t_draft += dt;
-    duet_spec_adapt_observe_draft(&s->adapt_model, n, dt);
+    duet_spec_adapt_observe_draft(s->adapt_model, n, dt);
     return n;
 }
 
@@ -147,8 +148,12 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
     for (size_t v = draft && par->use_model ? (size_t)draft->n_vocab : nv; v < nv; v++) s.dlog[v] = -INFINITY;
     memcpy(s.hist, prompt, sizeof *prompt * (size_t)n_prompt);
     s.n_hist = n_prompt;
-    duet_spec_adapt_init(&s.adapt_model, par->draft_max);
-    duet_spec_adapt_init(&s.adapt_ngram, par->draft_max);
+    /* Estimates learned by earlier requests (if the caller keeps them) spare
+     * this one the cost of learning the costs again. */
+    s.adapt_model = par->learned_model ? par->learned_model : &s.own_model;
+    s.adapt_ngram = par->learned_ngram ? par->learned_ngram : &s.own_ngram;
+    if (!par->learned_model) duet_spec_adapt_init(&s.own_model, par->draft_max);
+    if (!par->learned_ngram) duet_spec_adapt_init(&s.own_ngram, par->draft_max);
     stats->n_prompt = n_prompt;
 
     double t_start = now_s();
@@ -193,11 +198,11 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
         double t_round = now_s(), t_draft_before = stats->t_draft;
         int k = 0, from_model = 0;
         if (par->use_ngram && k_cap > 0) {
-            int kn = choose_k(&s, &s.adapt_ngram);
+            int kn = choose_k(&s, s.adapt_ngram);
             k = draft_with_ngram(&s, kn < k_cap ? kn : k_cap, drafts);
         }
         if (k == 0 && par->use_model && k_cap > 0) {
-            int km = choose_k(&s, &s.adapt_model);
+            int km = choose_k(&s, s.adapt_model);
             if (km > k_cap) km = k_cap;
             if (km > 0) {
                 k = draft_with_model(&s, km, drafts, err);
@@ -235,7 +240,7 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
                 stats->drafted_at[i]++;
                 stats->accepted_at[i] += i < v.n_accepted;
             }
-            duet_spec_adapt_observe_accept(from_model ? &s.adapt_model : &s.adapt_ngram, k, v.n_accepted);
+            duet_spec_adapt_observe_accept(from_model ? s.adapt_model : s.adapt_ngram, k, v.n_accepted);
         }
 
         /* Keep pending + accepted drafts in the target; the draft model holds
@@ -255,8 +260,8 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
             if (stats->n_generated >= n_new) stop = 1;
         }
         double t_rest = now_s() - t_round - (stats->t_draft - t_draft_before);
-        duet_spec_adapt_observe_target(&s.adapt_model, k + 1, t_rest);
-        duet_spec_adapt_observe_target(&s.adapt_ngram, k + 1, t_rest);
+        duet_spec_adapt_observe_target(s.adapt_model, k + 1, t_rest);
+        duet_spec_adapt_observe_target(s.adapt_ngram, k + 1, t_rest);
         /* Stopped inside the accepted run: the caches hold tokens past the
          * output; trim them so the sequences end where the output ends. */
         if (stop) {
