@@ -7,12 +7,16 @@
  *       blocks: memory bound); more tokens repack 16-row weight tiles for
  *       integer tile kernels that reuse every loaded weight register across
  *       tokens (prefill: compute bound);
- *   F32/F16/BF16 weights (gemm_f_avx512.c): tiles of tokens x weight rows read
- *       in place.
- * Every kernel repeats the float operations of the llama.cpp kernel for that
- * type, so that logits match llama.cpp bit for bit (a last-ulp difference can
- * flip the rounding of a quantized activation downstream); integer block sums
- * are exact in any order.
+ *   F32/F16/BF16 weights: from SGEMM_MIN_M tokens the packed sgemm (f16/bf16
+ *       values widen exactly to f32, their products are exact in f32); fewer
+ *       tokens, and decode-consistent blocks, take tiles of tokens x weight
+ *       rows read in place (gemm_f_avx512.c).
+ * The one-token and few-token kernels repeat the float operations of the
+ * llama.cpp kernel for that type, so that decode logits match llama.cpp bit
+ * for bit (a last-ulp difference can flip the rounding of a quantized
+ * activation downstream); integer block sums are exact in any order. The
+ * sgemm sums in another order: prefill logits differ from llama.cpp's within
+ * llama.cpp's own batched-vs-one-token noise (tests/test_model_ref.c).
  * Without AVX-512: F32/F16/BF16 with m >= SGEMM_MIN_M use the packed sgemm
  * (f16/bf16 values widen exactly to f32 and their products are exact in f32);
  * everything else uses vecdot.h's kernels, weight rows handed out to threads in
@@ -214,15 +218,17 @@ void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w, cons
     const duet_type dt = tr->dot_type;
     const int nth = duet_pool_size(pool);
 
-    if ((wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
-        matmul_fgemm(pool, y, wt, w, x, m, n_in, n_out) == 0)
-        return;
+    /* Many tokens: the packed sgemm (about twice the tiles' speed, its sums
+     * in another order: within llama.cpp's own batched-vs-one-token noise). */
     if (!consistent && m >= SGEMM_MIN_M && wt == DUET_TYPE_F32) {
         duet_sgemm(pool, 0, 1, m, n_out, n_in, 1.0f, x, n_in, w, n_in, 0.0f, y, n_out);
         return;
     }
     if (!consistent && m >= SGEMM_MIN_M && (wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
         matmul_sgemm_half(pool, y, wt, w, x, m, n_in, n_out) == 0)
+        return;
+    if ((wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16) &&
+        matmul_fgemm(pool, y, wt, w, x, m, n_in, n_out) == 0)
         return;
     if (duet_qgemm_supported(wt) && duet_qgemm_ex(pool, y, wt, w, x, m, n_in, n_out, consistent) == 0)
         return;
