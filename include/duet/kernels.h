@@ -32,6 +32,19 @@ void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w,
 void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w,
                     const float *x, int64_t m, int64_t n_in, int64_t n_out, int consistent);
 
+/* Weights repacked once at load time into a runtime layout that the
+ * few-token GEMV streams faster (core/repack.h; llama.cpp repacks at load
+ * time too). duet_repack_bytes: the size of that layout for this weight on
+ * this CPU, 0 when there is none (then nothing needs repacking).
+ * duet_repack: writes it to dst (64-byte aligned); 0, or -1 if none. */
+size_t duet_repack_bytes(duet_type wt, int64_t n_in, int64_t n_out);
+int duet_repack(duet_type wt, const void *w, int64_t n_in, int64_t n_out, void *dst);
+
+/* duet_matmul_ex with the repacked copy of w (packed, or NULL) where it is
+ * faster: bit-identical results. */
+void duet_matmul_packed(duet_pool *pool, float *y, duet_type wt, const void *w, const void *packed,
+                        const float *x, int64_t m, int64_t n_in, int64_t n_out, int consistent);
+
 /* General single-precision GEMM, row-major, for training:
  *   C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C
  * op(X) = X or X^T per the trans flags; lda/ldb/ldc are row strides. */

@@ -132,11 +132,12 @@ static void attn_run(void *ctx, int ith, int nth) {
 
 /* ---- pieces ------------------------------------------------------------------ */
 
-/* The model's matmul; in decode-consistent mode duet_matmul_ex's consistent
- * product (unless a test swapped the matmul: then that one). */
+/* The model's matmul: duet_matmul_packed (repacked weights where the model
+ * has them; decode-consistent when asked), unless a test swapped the matmul:
+ * then that one. */
 static void matmul(duet_model *m, float *y, const duet_weight *w, const float *x, int n, int consistent) {
-    if (consistent && m->matmul == duet_matmul)
-        duet_matmul_ex(m->pool, y, w->type, w->data, x, n, w->n_in, w->n_out, 1);
+    if (m->matmul == duet_matmul)
+        duet_matmul_packed(m->pool, y, w->type, w->data, w->packed, x, n, w->n_in, w->n_out, consistent);
     else
         m->matmul(m->pool, y, w->type, w->data, x, n, w->n_in, w->n_out);
 }

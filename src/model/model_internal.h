@@ -18,6 +18,8 @@ typedef struct duet_weight {
     const void *data;
     int64_t n_in, n_out;
     size_t row_size;  /* bytes of one row */
+    void *packed;     /* owned copy in the decode GEMV's runtime layout
+                         (duet_repack), or NULL */
 } duet_weight;
 
 typedef struct duet_layer {

@@ -48,6 +48,13 @@ static int get_weight(duet_model *m, const char *name, int64_t n_in, int64_t n_o
     w->n_in = n_in;
     w->n_out = n_out;
     w->row_size = duet_row_size(w->type, n_in);
+    w->packed = NULL;
+    const size_t packed = duet_repack_bytes(w->type, n_in, n_out);
+    if (packed) {
+        w->packed = aligned_alloc(64, (packed + 63) / 64 * 64);
+        if (!w->packed) return duet_err_set(err, DUET_ENOMEM, "out of memory repacking '%s' (%zu bytes)", name, packed);
+        duet_repack(w->type, w->data, n_in, n_out, w->packed);
+    }
     return 0;
 }
 
@@ -152,6 +159,13 @@ void duet_model_free(duet_model *m) {
     if (!m) return;
     duet_workspace_free(&m->ws);
     if (m->own_pool) duet_pool_free(m->pool);
+    free(m->tok_embd.packed);
+    if (m->output.packed != m->tok_embd.packed) free(m->output.packed);
+    for (int il = 0; m->layers && il < m->hp.n_layer; il++) {
+        duet_layer *L = &m->layers[il];
+        duet_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) free(ws[i]->packed);
+    }
     free(m->layers);
     free(m->rope_freqs);
     duet_gguf_close(m->gguf);
