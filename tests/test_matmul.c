@@ -399,43 +399,48 @@ Test(matmul, bit_exact_with_llama_cpp_arithmetic) {
     }
 }
 
-/* Q4_0 weights repacked at load time (R16 layout): the few-token GEMV over
- * them keeps llama.cpp's repacked-GEMV arithmetic bit for bit, in the plain
- * and the decode-consistent product, for any m; many tokens fall back to the
- * GGUF layout (then within rounding noise of the reference). */
-Test(matmul, repacked_q4_0_matches_llama_cpp_arithmetic) {
-    if (duet_simd_level() < DUET_SIMD_AVX512) cr_skip_test("the repacked layout is an AVX-512 one");
+/* Q4_0 / Q4_K weights repacked at load time (R16 layouts): the few-token
+ * GEMV over them keeps llama.cpp's repacked-GEMV arithmetic bit for bit, in
+ * the plain and the decode-consistent product, for any m; other blocks fall
+ * back to the GGUF layout (then within rounding noise of the reference). */
+Test(matmul, repacked_weights_match_llama_cpp_arithmetic) {
+    if (duet_simd_level() < DUET_SIMD_AVX512) cr_skip_test("the repacked layouts are AVX-512 ones");
     cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q4_0, 256, 40), 0, "40 rows are not whole groups of 16");
-    cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q8_0, 256, 48), 0, "only Q4_0 has a repacked layout");
+    cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q8_0, 256, 48), 0, "Q8_0 has no repacked layout");
+    const duet_type types[] = {DUET_TYPE_Q4_0, DUET_TYPE_Q4_K};
     const int64_t ms[] = {1, 2, 3, 4, 5, 7, 9}, n_ins[] = {256, 768};
     for (int nt = 1; nt <= 2; nt++) {
         duet_pool *pool = duet_pool_new(nt);
-        for (size_t ni = 0; ni < 2; ni++)
-            for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
-                for (int consistent = 0; consistent <= 1; consistent++) {
-                    problem p = make_problem(DUET_TYPE_Q4_0, ms[mi], n_ins[ni], 48);
-                    const size_t bytes = duet_repack_bytes(p.wt, p.n_in, p.n_out);
-                    cr_assert_gt(bytes, 0);
-                    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
-                    cr_assert_eq(duet_repack(p.wt, p.w, p.n_in, p.n_out, packed), 0);
-                    float *y = malloc(sizeof(float) * (size_t)(p.m * p.n_out));
-                    duet_matmul_packed(pool, y, p.wt, p.w, packed, p.x, p.m, p.n_in, p.n_out, consistent);
-                    const int exact = consistent || p.m < 8;
-                    for (int64_t t = 0; t < p.m; t++)
-                        for (int64_t o = 0; o < p.n_out; o++) {
-                            const float ref = model_dot(p.wt, p.n_in, p.w + (size_t)o * p.w_row, p.xq + (size_t)t * p.x_row, 0);
-                            double mag;
-                            (void)reference(&p, t, o, &mag);
-                            if (exact)
-                                cr_assert(y[t * p.n_out + o] == ref, "m %ld n_in %ld consistent %d threads %d: y[%ld][%ld] = %.9g, llama.cpp's arithmetic %.9g",
-                                          (long)p.m, (long)p.n_in, consistent, nt, (long)t, (long)o, y[t * p.n_out + o], ref);
-                            else
-                                assert_close(y[t * p.n_out + o], ref, mag, "repacked, many tokens", &p, t, o, nt);
-                        }
-                    free(y);
-                    free(packed);
-                    free_problem(&p);
-                }
+        for (size_t ti = 0; ti < 2; ti++)
+            for (size_t ni = 0; ni < 2; ni++)
+                for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+                    for (int consistent = 0; consistent <= 1; consistent++) {
+                        problem p = make_problem(types[ti], ms[mi], n_ins[ni], 48);
+                        const size_t bytes = duet_repack_bytes(p.wt, p.n_in, p.n_out);
+                        cr_assert_gt(bytes, 0);
+                        void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+                        cr_assert_eq(duet_repack(p.wt, p.w, p.n_in, p.n_out, packed), 0);
+                        float *y = malloc(sizeof(float) * (size_t)(p.m * p.n_out));
+                        duet_matmul_packed(pool, y, p.wt, p.w, packed, p.x, p.m, p.n_in, p.n_out, consistent);
+                        const int exact = consistent || p.m < (p.wt == DUET_TYPE_Q4_K ? 4 : 8);
+                        for (int64_t t = 0; t < p.m; t++)
+                            for (int64_t o = 0; o < p.n_out; o++) {
+                                const float got = y[t * p.n_out + o];
+                                const float ref = model_dot(p.wt, p.n_in, p.w + (size_t)o * p.w_row,
+                                                            p.xq + (size_t)t * p.x_row, 0);
+                                double mag;
+                                (void)reference(&p, t, o, &mag);
+                                if (exact)
+                                    cr_assert(got == ref, "%s m %ld n_in %ld consistent %d threads %d: y[%ld][%ld] = %.9g, "
+                                              "llama.cpp's arithmetic %.9g", duet_type_name(p.wt), (long)p.m, (long)p.n_in,
+                                              consistent, nt, (long)t, (long)o, got, ref);
+                                else
+                                    assert_close(got, ref, mag, "repacked, many tokens", &p, t, o, nt);
+                            }
+                        free(y);
+                        free(packed);
+                        free_problem(&p);
+                    }
         duet_pool_free(pool);
     }
 }

@@ -8,7 +8,17 @@
  *   d   f16 [16]        the rows' block scales, row r at index r;
  *   qs  u8  [4][16][4]  chunk c, lane r = bytes 4c..4c+3 of row r's qs: the
  *                       low nibbles are values 4c..4c+3 of the block, the high
- *                       nibbles values 16+4c..16+4c+3 (ggml's Q4_0 order). */
+ *                       nibbles values 16+4c..16+4c+3 (ggml's Q4_0 order).
+ *
+ * Q4_K "R16": per group of 16 rows and super-block of 256 values
+ * (R16_Q4_K_BLOCK bytes), the scales unpacked from their 6-bit form:
+ *   d     f16 [16]           super-block scales;
+ *   dmin  f16 [16]           super-block min scales;
+ *   sc    u8  [8][16]        sub-block j's scale of row r;
+ *   mn    u8  [4][16][2]     pair p, row r: the mins of sub-blocks 2p, 2p+1;
+ *   qs    u8  [4][8][16][4]  pair p, chunk c, lane r = bytes 32p+4c..+3 of
+ *                            row r's qs: low nibbles values 4c..4c+3 of
+ *                            sub-block 2p, high nibbles those of 2p+1. */
 #ifndef DUET_CORE_REPACK_H
 #define DUET_CORE_REPACK_H
 
@@ -16,18 +26,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/quant.h"
+
 #define R16_ROWS 16
 #define R16_Q4_0_BLOCK (2 * R16_ROWS + 16 * R16_ROWS)
+#define R16_K_D 0
+#define R16_K_DMIN 32
+#define R16_K_SC 64
+#define R16_K_MN 192
+#define R16_K_QS 320
+#define R16_Q4_K_BLOCK (R16_K_QS + 128 * R16_ROWS)
 
-/* The R16 GEMV: y (m, n_out) = x W^T with W in the R16 layout and x already
- * quantized to Q8_0 rows (xq), plus per token and block the float scale dx and
- * the offset correction corr = -8 * sum(qs) (the weights enter vpdpbusd as
- * unsigned q + 8). Threads take `chunk` row groups at a time. */
+/* The R16 GEMV: y (m, n_out) = x W^T with W in an R16 layout and x already
+ * quantized to the dot type (Q8_0 rows for Q4_0, Q8_K for Q4_K), plus per
+ * token and block the activation scale dx and `aux`:
+ *   Q4_0: per block corr = -8 * sum(qs) (the weights enter vpdpbusd as
+ *         unsigned q + 8);
+ *   Q4_K: per super-block 4 int32, pair p = the int16 sums of 32 values of
+ *         sub-blocks 2p and 2p+1 (the min term's operands).
+ * Threads take `chunk` row groups at a time. */
 typedef struct {
-    const uint8_t *w;   /* n_out / 16 groups of (n_in / 32) * R16_Q4_0_BLOCK bytes */
-    const char *xq;     /* m rows of n_in / 32 block_q8_0 */
-    const float *dx;    /* (m, n_in / 32) */
-    const int32_t *corr;/* (m, n_in / 32) */
+    duet_type wt;       /* Q4_0 or Q4_K */
+    const uint8_t *w;   /* n_out / 16 groups of blocks in the R16 layout */
+    const char *xq;     /* m rows of the dot type */
+    const float *dx;    /* (m, n_blocks) */
+    const int32_t *aux; /* (m, n_blocks) Q4_0, (m, n_blocks, 4) Q4_K */
     float *y;           /* (m, n_out) */
     int64_t m, n_in, n_out;
     int64_t chunk;

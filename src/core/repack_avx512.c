@@ -1,10 +1,14 @@
-/* AVX-512 VNNI GEMV over Q4_0 weights in the R16 layout (core/repack.h).
+/* AVX-512 VNNI GEMV over Q4_0 / Q4_K weights in the R16 layouts
+ * (core/repack.h): row r of a group of 16 in lane r throughout, so a vpdpbusd
+ * with 4 activation bytes broadcast adds to all 16 rows' integer sums at once,
+ * with no gathers and no horizontal reductions.
  *
- * Per group of 16 rows and block: 4 loads give the 8 k-groups of all 16 rows
- * (low and high nibbles), and for each token 8 vpdpbusd with the token's 4
- * activation bytes broadcast leave row r's integer block sum in lane r. The
- * float side is llama.cpp's repacked q4_0 GEMV (and duet's in-place GEMV,
- * gemm_v_avx512.c): acc = fma(sum, d_w * d_x, acc), block after block. */
+ * The float side is that of llama.cpp's repacked GEMVs (and of duet's
+ * in-place GEMV, gemm_v_avx512.c), so results are bit for bit the same:
+ *   Q4_0: acc = fma(block sum, d_w * d_x, acc), block after block;
+ *   Q4_K: per super-block sumi = sum_j sc_j * (sum of sub-block j) and
+ *         mins = sum_j mn_j * bsum_j (both exact integers), acc = fma(sumi,
+ *         d_w * d_x, acc), accm = fma(mins, dmin_w * d_x, accm); y = acc - accm. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -21,7 +25,7 @@ static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
     return _mm512_set1_epi32(v);
 }
 
-static ALWAYS_INLINE void group(const duet_r16_job *j, int64_t g, int64_t t0, const int C) {
+static ALWAYS_INLINE void group_q4_0(const duet_r16_job *j, int64_t g, int64_t t0, const int C) {
     const int64_t nb = j->n_in / 32;
     const uint8_t *p = j->w + (size_t)g * (size_t)nb * R16_Q4_0_BLOCK;
     const block_q8_0 *xq[MAXC];
@@ -42,7 +46,7 @@ static ALWAYS_INLINE void group(const duet_r16_job *j, int64_t g, int64_t t0, co
             const int8_t *q = xq[c][b].qs;
             const int64_t xi = (t0 + c) * nb + b;
             /* two independent chains: the integer sum is exact in any order */
-            __m512i s0 = _mm512_dpbusd_epi32(_mm512_set1_epi32(j->corr[xi]), lo[0], bcast4(q));
+            __m512i s0 = _mm512_dpbusd_epi32(_mm512_set1_epi32(j->aux[xi]), lo[0], bcast4(q));
             __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[0], bcast4(q + 16));
             for (int k = 1; k < 4; k++) {
                 s0 = _mm512_dpbusd_epi32(s0, lo[k], bcast4(q + 4 * k));
@@ -55,6 +59,69 @@ static ALWAYS_INLINE void group(const duet_r16_job *j, int64_t g, int64_t t0, co
     for (int c = 0; c < C; c++) _mm512_storeu_ps(j->y + (t0 + c) * j->n_out + g * R16_ROWS, acc[c]);
 }
 
+static ALWAYS_INLINE void group_q4_k(const duet_r16_job *j, int64_t g, int64_t t0, const int C) {
+    const int64_t nsb = j->n_in / QK_K;
+    const uint8_t *p = j->w + (size_t)g * (size_t)nsb * R16_Q4_K_BLOCK;
+    const block_q8_K *xq[MAXC];
+    for (int c = 0; c < C; c++) xq[c] = (const block_q8_K *)j->xq + (t0 + c) * nsb;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m4h = _mm512_set1_epi8((char)0xF0);
+    __m512 acc[MAXC], accm[MAXC];
+    for (int c = 0; c < C; c++) acc[c] = accm[c] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++, p += R16_Q4_K_BLOCK) {
+        for (int o = 0; o < R16_Q4_K_BLOCK; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+        __m512i sumi[MAXC], mins[MAXC];
+        for (int c = 0; c < C; c++) {
+            const int32_t *bs = j->aux + ((t0 + c) * nsb + s) * 4;
+            mins[c] = _mm512_setzero_si512();
+            for (int q = 0; q < 4; q++) /* (mn_2q, mn_2q+1) . (bsum_2q, bsum_2q+1) per lane */
+                mins[c] = _mm512_dpwssd_epi32(mins[c], _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p + R16_K_MN + 32 * q))),
+                                              _mm512_set1_epi32(bs[q]));
+            sumi[c] = _mm512_setzero_si512();
+        }
+        for (int q = 0; q < 4; q++) { /* sub-blocks 2q (low nibbles) and 2q+1 (high) */
+            const uint8_t *qs = p + R16_K_QS + 512 * q;
+            const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + R16_K_SC + 32 * q)));
+            const __m512i sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + R16_K_SC + 32 * q + 16)));
+            __m512i lo[8], hi[8];
+            for (int k = 0; k < 8; k++) {
+                const __m512i z = _mm512_loadu_si512(qs + 64 * k);
+                lo[k] = _mm512_and_si512(z, m4);
+                hi[k] = _mm512_and_si512(z, m4h); /* 16 x the high nibble: divided out below, exactly */
+            }
+            for (int c = 0; c < C; c++) {
+                const int8_t *x = xq[c][s].qs + 64 * q;
+                __m512i a0 = _mm512_setzero_si512(), a1 = a0, b0 = a0, b1 = a0;
+                for (int k = 0; k < 8; k += 2) {
+                    a0 = _mm512_dpbusd_epi32(a0, lo[k], bcast4(x + 4 * k));
+                    a1 = _mm512_dpbusd_epi32(a1, lo[k + 1], bcast4(x + 4 * k + 4));
+                    b0 = _mm512_dpbusd_epi32(b0, hi[k], bcast4(x + 32 + 4 * k));
+                    b1 = _mm512_dpbusd_epi32(b1, hi[k + 1], bcast4(x + 32 + 4 * k + 4));
+                }
+                const __m512i a = _mm512_add_epi32(a0, a1);
+                const __m512i b = _mm512_srai_epi32(_mm512_add_epi32(b0, b1), 4);
+                sumi[c] = _mm512_add_epi32(sumi[c], _mm512_add_epi32(_mm512_mullo_epi32(a, sc_lo), _mm512_mullo_epi32(b, sc_hi)));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + R16_K_D)));
+        const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + R16_K_DMIN)));
+        for (int c = 0; c < C; c++) {
+            const __m512 dx = _mm512_set1_ps(j->dx[(t0 + c) * nsb + s]);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[c]), _mm512_mul_ps(dw, dx), acc[c]);
+            accm[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins[c]), _mm512_mul_ps(dmw, dx), accm[c]);
+        }
+    }
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(j->y + (t0 + c) * j->n_out + g * R16_ROWS, _mm512_sub_ps(acc[c], accm[c]));
+}
+
+#define BY_C(FN, C)                     \
+    switch (C) {                        \
+    case 1: FN(j, g, t0, 1); break;     \
+    case 2: FN(j, g, t0, 2); break;     \
+    case 3: FN(j, g, t0, 3); break;     \
+    default: FN(j, g, t0, 4); break;    \
+    }
+
 void duet_r16_gemv_task_avx512(void *vjob, int ith, int nth) {
     (void)ith;
     (void)nth;
@@ -65,11 +132,10 @@ void duet_r16_gemv_task_avx512(void *vjob, int ith, int nth) {
         if (g0 >= groups) break;
         const int64_t g1 = g0 + j->chunk < groups ? g0 + j->chunk : groups;
         for (int64_t g = g0; g < g1; g++)
-            for (int64_t t0 = 0; t0 < j->m; t0 += MAXC) switch (j->m - t0 < MAXC ? j->m - t0 : MAXC) {
-                case 1: group(j, g, t0, 1); break;
-                case 2: group(j, g, t0, 2); break;
-                case 3: group(j, g, t0, 3); break;
-                default: group(j, g, t0, 4); break;
-                }
+            for (int64_t t0 = 0; t0 < j->m; t0 += MAXC) {
+                const int C = (int)(j->m - t0 < MAXC ? j->m - t0 : MAXC);
+                if (j->wt == DUET_TYPE_Q4_K) BY_C(group_q4_k, C)
+                else BY_C(group_q4_0, C)
+            }
     }
 }
