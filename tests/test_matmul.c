@@ -399,23 +399,32 @@ Test(matmul, bit_exact_with_llama_cpp_arithmetic) {
     }
 }
 
-/* Q4_0 / Q4_K weights repacked at load time (R16 layouts): the few-token
- * GEMV over them keeps llama.cpp's repacked-GEMV arithmetic bit for bit, in
- * the plain and the decode-consistent product, for any m; other blocks fall
- * back to the GGUF layout (then within rounding noise of the reference). */
+/* F16 R16 arithmetic: one correctly rounded fma per value, k in order, of
+ * the weights and the activations rounded through f16 (exact widenings). */
+static float fma_chain(const float *w, const float *x, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t k = 0; k < n; k++) acc = fmaf(w[k], x[k], acc);
+    return acc;
+}
+
+/* Q4_0 / Q4_K / F16 weights repacked at load time (R16 layouts): the
+ * few-token GEMV over them keeps llama.cpp's repacked-GEMV arithmetic (F16:
+ * an fma chain over k) bit for bit, in the plain and the decode-consistent
+ * product, for any m; other blocks fall back to the GGUF layout (then within
+ * rounding noise of the reference). */
 Test(matmul, repacked_weights_match_llama_cpp_arithmetic) {
     if (duet_simd_level() < DUET_SIMD_AVX512) cr_skip_test("the repacked layouts are AVX-512 ones");
     cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q4_0, 256, 40), 0, "40 rows are not whole groups of 16");
     cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q8_0, 256, 48), 0, "Q8_0 has no repacked layout");
-    const duet_type types[] = {DUET_TYPE_Q4_0, DUET_TYPE_Q4_K};
+    const duet_type types[] = {DUET_TYPE_Q4_0, DUET_TYPE_Q4_K, DUET_TYPE_F16};
     const int64_t ms[] = {1, 2, 3, 4, 5, 7, 9}, n_ins[] = {256, 768};
     for (int nt = 1; nt <= 2; nt++) {
         duet_pool *pool = duet_pool_new(nt);
-        for (size_t ti = 0; ti < 2; ti++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
             for (size_t ni = 0; ni < 2; ni++)
                 for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
                     for (int consistent = 0; consistent <= 1; consistent++) {
-                        problem p = make_problem(types[ti], ms[mi], n_ins[ni], 48);
+                        problem p = make_problem(types[ti], ms[mi], n_ins[ni], 80);
                         const size_t bytes = duet_repack_bytes(p.wt, p.n_in, p.n_out);
                         cr_assert_gt(bytes, 0);
                         void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -426,8 +435,10 @@ Test(matmul, repacked_weights_match_llama_cpp_arithmetic) {
                         for (int64_t t = 0; t < p.m; t++)
                             for (int64_t o = 0; o < p.n_out; o++) {
                                 const float got = y[t * p.n_out + o];
-                                const float ref = model_dot(p.wt, p.n_in, p.w + (size_t)o * p.w_row,
-                                                            p.xq + (size_t)t * p.x_row, 0);
+                                const float ref = p.wt == DUET_TYPE_F16
+                                                      ? fma_chain(p.wd + o * p.n_in, p.xd + t * p.n_in, p.n_in)
+                                                      : model_dot(p.wt, p.n_in, p.w + (size_t)o * p.w_row,
+                                                                  p.xq + (size_t)t * p.x_row, 0);
                                 double mag;
                                 (void)reference(&p, t, o, &mag);
                                 if (exact)

@@ -10,13 +10,21 @@
 #include "core/vecdot.h"
 #include "duet/kernels.h"
 
+/* Bytes per group of 16 rows and block (F16: per value). */
 static size_t block_bytes(duet_type wt) {
-    return wt == DUET_TYPE_Q4_0 ? R16_Q4_0_BLOCK : wt == DUET_TYPE_Q4_K ? R16_Q4_K_BLOCK : 0;
+    switch (wt) {
+    case DUET_TYPE_Q4_0: return R16_Q4_0_BLOCK;
+    case DUET_TYPE_Q4_K: return R16_Q4_K_BLOCK;
+    case DUET_TYPE_F16: return 2 * R16_ROWS;
+    default: return 0;
+    }
 }
+
+static int64_t block_len(duet_type wt) { return wt == DUET_TYPE_Q4_K ? QK_K : wt == DUET_TYPE_F16 ? 1 : 32; }
 
 size_t duet_repack_bytes(duet_type wt, int64_t n_in, int64_t n_out) {
     const size_t bb = block_bytes(wt);
-    const int64_t blck = wt == DUET_TYPE_Q4_K ? QK_K : 32;
+    const int64_t blck = block_len(wt);
     if (!bb || duet_simd_level() < DUET_SIMD_AVX512) return 0;
     if (n_in <= 0 || n_in % blck || n_out <= 0 || n_out % R16_ROWS) return 0;
     return (size_t)(n_out / R16_ROWS) * (size_t)(n_in / blck) * bb;
@@ -31,6 +39,10 @@ static void scale_min_k4(const uint8_t *q, int j, uint8_t *sc, uint8_t *mn) {
         *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
         *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
+}
+
+static void pack_f16(const uint16_t *row, int r, int64_t n_in, uint16_t *out) {
+    for (int64_t k = 0; k < n_in; k++) out[k * R16_ROWS + r] = row[k];
 }
 
 static void pack_q4_0(const block_q4_0 *blk, int r, uint8_t *out) {
@@ -53,17 +65,24 @@ static void pack_q4_k(const block_q4_K *blk, int r, uint8_t *out) {
 
 int duet_repack(duet_type wt, const void *w, int64_t n_in, int64_t n_out, void *dst) {
     if (!duet_repack_bytes(wt, n_in, n_out)) return -1;
-    const size_t bsz = duet_type_info((uint32_t)wt)->type_size, bb = block_bytes(wt);
-    const int64_t nb = n_in / (wt == DUET_TYPE_Q4_K ? QK_K : 32);
+    const size_t row = duet_row_size(wt, n_in), bb = block_bytes(wt);
+    const int64_t nb = n_in / block_len(wt);
     uint8_t *out = dst;
     memset(out, 0, duet_repack_bytes(wt, n_in, n_out));
-    for (int64_t g = 0; g < n_out / R16_ROWS; g++)
+    for (int64_t g = 0; g < n_out / R16_ROWS; g++) {
+        if (wt == DUET_TYPE_F16) {
+            for (int r = 0; r < R16_ROWS; r++)
+                pack_f16((const uint16_t *)((const char *)w + (size_t)(g * R16_ROWS + r) * row), r, n_in, (uint16_t *)out);
+            out += (size_t)nb * bb;
+            continue;
+        }
         for (int64_t b = 0; b < nb; b++, out += bb)
             for (int r = 0; r < R16_ROWS; r++) {
-                const char *blk = (const char *)w + ((size_t)(g * R16_ROWS + r) * (size_t)nb + (size_t)b) * bsz;
+                const char *blk = (const char *)w + (size_t)(g * R16_ROWS + r) * row + (size_t)b * (row / (size_t)nb);
                 if (wt == DUET_TYPE_Q4_0) pack_q4_0((const block_q4_0 *)blk, r, out);
                 else pack_q4_k((const block_q4_K *)blk, r, out);
             }
+    }
     return 0;
 }
 
@@ -110,9 +129,26 @@ void duet_matmul_packed(duet_pool *pool, float *y, duet_type wt, const void *w, 
         duet_matmul_ex(pool, y, wt, w, x, m, n_in, n_out, consistent);
         return;
     }
+    duet_r16_job j = {.wt = wt, .w = packed, .y = y, .m = m, .n_in = n_in, .n_out = n_out};
+    const int nth = duet_pool_size(pool);
+    const int64_t groups = n_out / R16_ROWS;
+    if (wt == DUET_TYPE_F16) {
+        float *xr = duet_scratch(DUET_SCRATCH_ACT, (size_t)(m * n_in) * sizeof(float));
+        if (!xr) {
+            duet_matmul_ex(pool, y, wt, w, x, m, n_in, n_out, consistent);
+            return;
+        }
+        duet_gemm_round_rows(pool, DUET_TYPE_F16, x, xr, m * n_in);
+        j.xq = (const char *)xr;
+        j.chunk = (groups / ((int64_t)nth * 4) + 3) / 4 * 4; /* whole sets of 4 groups */
+        if (j.chunk < 4) j.chunk = 4;
+        atomic_init(&j.next, 0);
+        if (nth == 1 || groups <= j.chunk) duet_r16_gemv_task_avx512(&j, 0, 1);
+        else duet_pool_run(pool, duet_r16_gemv_task_avx512, &j);
+        return;
+    }
     const int k = wt == DUET_TYPE_Q4_K;
     const int64_t nb = n_in / (k ? QK_K : 32);
-    duet_r16_job j = {.wt = wt, .w = packed, .y = y, .m = m, .n_in = n_in, .n_out = n_out};
     const size_t xq_bytes = (size_t)m * duet_row_size(k ? DUET_TYPE_Q8_K : DUET_TYPE_Q8_0, n_in);
     char *xq = duet_scratch(DUET_SCRATCH_ACT, xq_bytes);
     float *dx = duet_scratch(DUET_SCRATCH_ACT_AUX, (size_t)(m * nb) * (sizeof(float) + (k ? 16 : 4)));
@@ -125,8 +161,6 @@ void duet_matmul_packed(duet_pool *pool, float *y, duet_type wt, const void *w, 
     j.xq = xq;
     j.dx = dx;
     j.aux = aux;
-    const int nth = duet_pool_size(pool);
-    const int64_t groups = n_out / R16_ROWS;
     j.chunk = groups / ((int64_t)nth * 4);
     if (j.chunk < 1) j.chunk = 1;
     atomic_init(&j.next, 0);

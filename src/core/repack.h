@@ -18,7 +18,16 @@
  *   mn    u8  [4][16][2]     pair p, row r: the mins of sub-blocks 2p, 2p+1;
  *   qs    u8  [4][8][16][4]  pair p, chunk c, lane r = bytes 32p+4c..+3 of
  *                            row r's qs: low nibbles values 4c..4c+3 of
- *                            sub-block 2p, high nibbles those of 2p+1. */
+ *                            sub-block 2p, high nibbles those of 2p+1.
+ *
+ * F16 "R16": per group of 16 rows, for k = 0 .. n_in-1 the 16 rows' values
+ * at k (f16 [n_in][16]). Its GEMV keeps one f32 FMA chain per (row, token)
+ * over k in order, 16 rows per zmm with the token's x[k] broadcast: no
+ * horizontal reductions (they cost as much as the products at n_in = 256),
+ * and the same bits for a row whatever the number of tokens beside it. The
+ * activations are rounded through F16 first, as llama.cpp does for F16
+ * weights; the order of the sum is not llama.cpp's (within its batched vs
+ * one-token noise: tests/test_model_ref.c). */
 #ifndef DUET_CORE_REPACK_H
 #define DUET_CORE_REPACK_H
 
@@ -46,9 +55,9 @@
  *         sub-blocks 2p and 2p+1 (the min term's operands).
  * Threads take `chunk` row groups at a time. */
 typedef struct {
-    duet_type wt;       /* Q4_0 or Q4_K */
+    duet_type wt;       /* Q4_0, Q4_K or F16 */
     const uint8_t *w;   /* n_out / 16 groups of blocks in the R16 layout */
-    const char *xq;     /* m rows of the dot type */
+    const char *xq;     /* m rows of the dot type (F16: f32 values rounded through f16) */
     const float *dx;    /* (m, n_blocks) */
     const int32_t *aux; /* (m, n_blocks) Q4_0, (m, n_blocks, 4) Q4_K */
     float *y;           /* (m, n_out) */

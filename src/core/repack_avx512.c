@@ -114,6 +114,68 @@ static ALWAYS_INLINE void group_q4_k(const duet_r16_job *j, int64_t g, int64_t t
         _mm512_storeu_ps(j->y + (t0 + c) * j->n_out + g * R16_ROWS, _mm512_sub_ps(acc[c], accm[c]));
 }
 
+/* F16: G groups of 16 rows (G <= 4) x C tokens, one FMA chain per (row,
+ * token) over k; G * C independent chains hide the FMA latency. */
+static ALWAYS_INLINE void groups_f16(const duet_r16_job *j, int64_t g0, const int G, int64_t t0, const int C) {
+    const int64_t n = j->n_in;
+    const uint16_t *w[4];
+    const float *x[MAXC];
+    #pragma GCC unroll 4
+    for (int gi = 0; gi < G; gi++) w[gi] = (const uint16_t *)j->w + (size_t)(g0 + gi) * (size_t)n * R16_ROWS;
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++) x[c] = (const float *)j->xq + (t0 + c) * n;
+    __m512 acc[MAXC][4];
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 4
+        for (int gi = 0; gi < G; gi++) acc[c][gi] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        if (!(k & 1))
+            #pragma GCC unroll 4
+            for (int gi = 0; gi < G; gi++) _mm_prefetch((const char *)(w[gi] + k * R16_ROWS) + PF_DIST, _MM_HINT_T0);
+        __m512 wv[4];
+        #pragma GCC unroll 4
+        for (int gi = 0; gi < G; gi++) wv[gi] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w[gi] + k * R16_ROWS)));
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const __m512 xb = _mm512_set1_ps(x[c][k]);
+            #pragma GCC unroll 4
+            for (int gi = 0; gi < G; gi++) acc[c][gi] = _mm512_fmadd_ps(wv[gi], xb, acc[c][gi]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 4
+        for (int gi = 0; gi < G; gi++) _mm512_storeu_ps(j->y + (t0 + c) * j->n_out + (g0 + gi) * R16_ROWS, acc[c][gi]);
+}
+
+#define BY_GC(G, C)                                   \
+    switch (C) {                                      \
+    case 1: groups_f16(j, g, G, t0, 1); break;        \
+    case 2: groups_f16(j, g, G, t0, 2); break;        \
+    case 3: groups_f16(j, g, G, t0, 3); break;        \
+    default: groups_f16(j, g, G, t0, 4); break;       \
+    }
+
+static void task_f16(duet_r16_job *j) {
+    const int64_t groups = j->n_out / R16_ROWS;
+    for (;;) {
+        const int64_t g0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+        if (g0 >= groups) break;
+        const int64_t g1 = g0 + j->chunk < groups ? g0 + j->chunk : groups;
+        for (int64_t g = g0; g < g1; g += 4)
+            for (int64_t t0 = 0; t0 < j->m; t0 += MAXC) {
+                const int C = (int)(j->m - t0 < MAXC ? j->m - t0 : MAXC);
+                switch (g1 - g < 4 ? g1 - g : 4) {
+                case 1: BY_GC(1, C) break;
+                case 2: BY_GC(2, C) break;
+                case 3: BY_GC(3, C) break;
+                default: BY_GC(4, C) break;
+                }
+            }
+    }
+}
+
 #define BY_C(FN, C)                     \
     switch (C) {                        \
     case 1: FN(j, g, t0, 1); break;     \
@@ -126,6 +188,10 @@ void duet_r16_gemv_task_avx512(void *vjob, int ith, int nth) {
     (void)ith;
     (void)nth;
     duet_r16_job *j = vjob;
+    if (j->wt == DUET_TYPE_F16) {
+        task_f16(j);
+        return;
+    }
     const int64_t groups = j->n_out / R16_ROWS;
     for (;;) {
         const int64_t g0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
