@@ -170,6 +170,59 @@ Test(model_ops, attention_matches_softmax_attention) {
             }
 }
 
+/* nq queries of one head over a cache whose positions past the largest n_kv
+ * (and V's slack) hold NaN: each output float of duet_attn_heads_avx512 (and
+ * of the dispatcher) equals the one-query reference in the several-token
+ * arithmetic. */
+static void multi_query_case(int hd, int f16, int nq, const int *n_kv) {
+    int n_max = 0;
+    for (int i = 0; i < nq; i++) n_max = n_kv[i] > n_max ? n_kv[i] : n_max;
+    const int n_ctx = n_max + 37; /* positions past n_max exist but were never written */
+    const size_t stride = hd * 2 + 16, vstride = n_ctx, nk = n_ctx * stride, nv = hd * vstride + DUET_V_SLACK;
+    const size_t qs = hd + 8, os = hd + 24;
+    float *k = malloc(nk * sizeof(float)), *v = malloc(nv * sizeof(float));
+    uint16_t *k16 = malloc(nk * 2), *v16 = malloc(nv * 2);
+    float *q = malloc(nq * qs * sizeof(float)), *out = malloc(nq * os * sizeof(float)), ref[256];
+    for (size_t i = 0; i < nk; i++) k[i] = i / stride < (size_t)n_max ? urand(-2, 2) : NAN;
+    for (size_t i = 0; i < nv; i++) v[i] = i < hd * vstride && i % vstride < (size_t)n_max ? urand(-1, 1) : NAN;
+    for (size_t i = 0; i < nk; i++) k16[i] = duet_f32_to_f16(k[i]);
+    for (size_t i = 0; i < nv; i++) v16[i] = duet_f32_to_f16(v[i]);
+    for (size_t i = 0; i < nq * qs; i++) q[i] = urand(-2, 2);
+    duet_attn_args args = {.head_dim = hd, .n_kv = -1, .kv_f16 = f16, .k = f16 ? (void *)k16 : (void *)k,
+                           .v = f16 ? (void *)v16 : (void *)v, .k_stride = stride, .v_stride = vstride,
+                           .scale = 1.0f / sqrtf((float)hd)};
+    void *scratch = malloc(duet_attn_scratch_size(n_max, hd));
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0 && duet_simd_level() < 2) continue;
+        for (size_t i = 0; i < nq * os; i++) out[i] = -1.0f;
+        if (pass == 0) duet_attn_heads_avx512(out, os, q, qs, nq, n_kv, &args, scratch);
+        else duet_attn_heads(out, os, q, qs, nq, n_kv, &args, scratch);
+        for (int i = 0; i < nq; i++) {
+            duet_attn_args one = args;
+            one.n_kv = n_kv[i];
+            duet_attn_head_ref(ref, q + i * qs, &one, scratch);
+            int bad = 0;
+            for (int d = 0; d < hd; d++) bad += !(out[i * os + d] == ref[d]);
+            cr_expect(!bad, "%s hd %d f16 %d nq %d query %d n_kv %d: %d outputs differ (first %g vs %g)",
+                      pass ? "duet_attn_heads" : "avx512", hd, f16, nq, i, n_kv[i], bad, out[i * os], ref[0]);
+            for (size_t d = hd; d < os; d++) cr_expect_eq(out[i * os + d], -1.0f, "written past head_dim");
+        }
+    }
+    free(scratch), free(k), free(v), free(k16), free(v16), free(q), free(out);
+}
+
+Test(model_ops, multi_query_attention_matches_one_query) {
+    /* consecutive tokens (n, n+1, ...), shuffled and uneven ones, short ones */
+    const int sets[][4] = {{1, 2, 3, 4},     {16, 17, 18, 19}, {61, 62, 63, 64}, {100, 101, 102, 103},
+                           {297, 298, 299, 300}, {300, 5, 129, 64}, {7, 33, 15, 256}, {48, 47, 46, 45},
+                           {2, 1, 65, 80}};
+    const int hd[] = {64, 128};
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t h = 0; h < sizeof hd / sizeof *hd; h++)
+            for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+                for (int nq = 1; nq <= DUET_ATTN_MAX_Q; nq++) multi_query_case(hd[h], f16, nq, sets[s]);
+}
+
 Test(model_ops, kv_view_is_padded_like_llama_cpp) {
     cr_expect_eq(duet_attn_kv_pad(0, 512), 32);
     cr_expect_eq(duet_attn_kv_pad(31, 512), 32);

@@ -8,10 +8,12 @@
 static inline int pad16(int n) { return (n + 15) & ~15; }
 
 size_t duet_attn_scratch_size(int n_kv, int head_dim) {
-    /* rounded q; scores/probabilities (zero-padded to 64); one gathered
-     * key row or value column */
+    /* one query: rounded q; scores/probabilities (zero-padded to 64); one
+     * gathered key row or value column. Several: rounded q and
+     * probabilities of each. */
     const size_t hd = (size_t)pad16(head_dim), kv = (size_t)((n_kv + 63) & ~63);
-    return (hd + kv + (kv > hd ? kv : hd)) * sizeof(float) + 64;
+    const size_t one = hd + kv + (kv > hd ? kv : hd), many = DUET_ATTN_MAX_Q * (hd + kv);
+    return (one > many ? one : many) * sizeof(float) + 64;
 }
 
 static inline float cache_at(const duet_attn_args *a, const void *base, size_t i) {
@@ -93,4 +95,20 @@ void duet_attn_head(float *out, const float *q, const duet_attn_args *a, void *s
     }
 #endif
     duet_attn_head_ref(out, q, a, scratch);
+}
+
+void duet_attn_heads(float *out, size_t out_stride, const float *q, size_t q_stride, int nq, const int *n_kv,
+                     const duet_attn_args *a, void *scratch) {
+#if defined(__x86_64__) || defined(__i386__)
+    /* one query gains nothing from sharing loads: the AVX2 path is as fast */
+    if (nq > 1 && a->head_dim % 16 == 0 && duet_model_simd() && duet_simd_level() >= 2) {
+        duet_attn_heads_avx512(out, out_stride, q, q_stride, nq, n_kv, a, scratch);
+        return;
+    }
+#endif
+    duet_attn_args one = *a;
+    for (int i = 0; i < nq; i++) {
+        one.n_kv = n_kv[i];
+        duet_attn_head(out + (size_t)i * out_stride, q + (size_t)i * q_stride, &one, scratch);
+    }
 }

@@ -103,30 +103,53 @@ typedef struct {
     float *att;       /* (n, q_dim) */
 } attn_task;
 
+/* The cache of token i's sequence for head h (n_kv: token i's own). */
+static duet_attn_args attn_args(const attn_task *t, int i, int h) {
+    const duet_hparams *hp = &t->m->hp;
+    const int HD = hp->head_dim, KVD = hp->n_head_kv * HD;
+    const duet_seq *s = t->seq[i];
+    const size_t layer = (size_t)t->il * s->layer_stride, kvh = (size_t)(h / (hp->n_head / hp->n_head_kv));
+    return (duet_attn_args){
+        .head_dim = HD,
+        .n_kv = t->pos[i] + 1,
+        .single = t->single,
+        .n_kv_pad = duet_attn_kv_pad(t->pos[i], s->n_ctx),
+        .kv_f16 = s->elt == 2,
+        .k = (const char *)s->k + (layer + kvh * HD) * s->elt,
+        .v = (const char *)s->v + (layer + kvh * HD * (size_t)s->n_ctx) * s->elt,
+        .k_stride = (size_t)KVD,
+        .v_stride = (size_t)s->n_ctx,
+        .scale = 1.0f / sqrtf((float)HD),
+    };
+}
+
 static void attn_run(void *ctx, int ith, int nth) {
     const attn_task *t = ctx;
-    const duet_hparams *hp = &t->m->hp;
-    const int HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD;
-    const int group = hp->n_head / hp->n_head_kv;
+    const int NH = t->m->hp.n_head, HD = t->m->hp.head_dim, QD = NH * HD;
     void *scratch = t->m->ws.att_scratch + (size_t)ith * t->m->ws.att_stride;
-    /* interleaved items balance the causal triangle across threads */
-    for (int item = ith; item < t->n * hp->n_head; item += nth) {
-        const int i = item / hp->n_head, h = item % hp->n_head;
-        const duet_seq *s = t->seq[i];
-        const size_t layer = (size_t)t->il * s->layer_stride, kvh = (size_t)(h / group);
-        duet_attn_args a = {
-            .head_dim = HD,
-            .n_kv = t->pos[i] + 1,
-            .single = t->single,
-            .n_kv_pad = duet_attn_kv_pad(t->pos[i], s->n_ctx),
-            .kv_f16 = s->elt == 2,
-            .k = (const char *)s->k + (layer + kvh * HD) * s->elt,
-            .v = (const char *)s->v + (layer + kvh * HD * (size_t)s->n_ctx) * s->elt,
-            .k_stride = (size_t)KVD,
-            .v_stride = (size_t)s->n_ctx,
-            .scale = 1.0f / sqrtf((float)HD),
-        };
-        duet_attn_head(t->att + (size_t)i * QD + (size_t)h * HD, t->q + (size_t)i * QD + (size_t)h * HD, &a, scratch);
+    if (t->single) {
+        /* interleaved items balance the causal triangle across threads */
+        for (int item = ith; item < t->n * NH; item += nth) {
+            const int i = item / NH, h = item % NH;
+            const duet_attn_args a = attn_args(t, i, h);
+            duet_attn_head(t->att + (size_t)i * QD + (size_t)h * HD, t->q + (size_t)i * QD + (size_t)h * HD, &a, scratch);
+        }
+        return;
+    }
+    /* several tokens: items are (group, head), a group being up to
+     * DUET_ATTN_MAX_Q consecutive tokens of one sequence, so that the
+     * cache rows are loaded once per group; items interleaved as above */
+    int item = 0;
+    for (int i = 0, nq; i < t->n; i += nq) {
+        int n_kv[DUET_ATTN_MAX_Q];
+        for (nq = 0; nq < DUET_ATTN_MAX_Q && i + nq < t->n && t->seq[i + nq] == t->seq[i]; nq++)
+            n_kv[nq] = t->pos[i + nq] + 1;
+        for (int h = 0; h < NH; h++, item++) {
+            if (item % nth != ith) continue;
+            const duet_attn_args a = attn_args(t, i, h);
+            duet_attn_heads(t->att + (size_t)i * QD + (size_t)h * HD, (size_t)QD, t->q + (size_t)i * QD + (size_t)h * HD,
+                            (size_t)QD, nq, n_kv, &a, scratch);
+        }
     }
 }
 

@@ -91,15 +91,33 @@ static inline int duet_attn_kv_pad(int pos, int n_ctx) {
     return n < n_ctx ? n : n_ctx;
 }
 
-/* Scratch for one call: duet_attn_scratch_size(n_kv, head_dim) bytes, 64-byte aligned. */
+/* Most queries of one duet_attn_heads call. */
+#define DUET_ATTN_MAX_Q 4
+
+/* Scratch for one call of duet_attn_head or of duet_attn_heads (up to
+ * DUET_ATTN_MAX_Q queries): duet_attn_scratch_size(n_kv, head_dim) bytes, n_kv
+ * the largest the call sees; 64-byte aligned. */
 size_t duet_attn_scratch_size(int n_kv, int head_dim);
 void duet_attn_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
                     const duet_attn_args *a, void *scratch);
 void duet_attn_head_ref(float *out, const float *q, const duet_attn_args *a, void *scratch);
+/* nq <= DUET_ATTN_MAX_Q queries of one head over the same cache (tokens of
+ * one sequence), in the several-token arithmetic (a->single must be 0): query
+ * i sees positions 0..n_kv[i]-1 and its output is exactly duet_attn_head's
+ * with a->n_kv = n_kv[i]; a->n_kv is not used. Every position below the
+ * largest n_kv[i] must be written in the cache. The AVX-512 path loads each
+ * K row and V^T row once for all the queries. */
+void duet_attn_heads(float *out /* (nq, out_stride) */, size_t out_stride, const float *q /* (nq, q_stride) */,
+                     size_t q_stride, int nq, const int *n_kv /* (nq) */, const duet_attn_args *a, void *scratch);
 
 /* AVX2 twins (ops_avx2.c, attention_avx2.c); call only when duet_model_simd() is set. */
 void duet_swiglu_avx2(float *y, const float *g, const float *u, int n);
 void duet_attn_head_avx2(float *out, const float *q, const duet_attn_args *a, void *scratch);
+/* AVX-512 twin of duet_attn_heads (attention_avx512.c); call only when
+ * duet_simd_level() >= 2 and head_dim % 16 == 0. */
+void duet_attn_heads_avx512(float *out /* (nq, out_stride) */, size_t out_stride,
+                            const float *q /* (nq, q_stride) */, size_t q_stride, int nq,
+                            const int *n_kv /* (nq) */, const duet_attn_args *a, void *scratch);
 /* 1 when the AVX2 paths may run (CPU features and duet_simd_level() >= 1). */
 int duet_model_simd(void);
 
