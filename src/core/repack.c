@@ -116,53 +116,51 @@ static void prep_activations(duet_r16_job *j, const float *x, char *xq, float *d
     }
 }
 
+/* Fills j's activation fields (core/repack.h) from x; -1 without scratch. */
+static int prepare(duet_pool *pool, duet_r16_job *j, const float *x) {
+    const int64_t m = j->m, n_in = j->n_in;
+    if (j->wt == DUET_TYPE_F16) {
+        float *xr = duet_scratch(DUET_SCRATCH_ACT, (size_t)(m * n_in) * sizeof(float));
+        if (!xr) return -1;
+        duet_gemm_round_rows(pool, DUET_TYPE_F16, x, xr, m * n_in);
+        j->xq = (const char *)xr;
+        return 0;
+    }
+    const int k = j->wt == DUET_TYPE_Q4_K;
+    const int64_t nb = n_in / (k ? QK_K : 32);
+    char *xq = duet_scratch(DUET_SCRATCH_ACT, (size_t)m * duet_row_size(k ? DUET_TYPE_Q8_K : DUET_TYPE_Q8_0, n_in));
+    float *dx = duet_scratch(DUET_SCRATCH_ACT_AUX, (size_t)(m * nb) * (sizeof(float) + (k ? 16 : 4)));
+    if (!xq || !dx) return -1;
+    int32_t *aux = (int32_t *)(dx + m * nb);
+    prep_activations(j, x, xq, dx, aux);
+    j->xq = xq;
+    j->dx = dx;
+    j->aux = aux;
+    return 0;
+}
+
 /* Few tokens (decode, verification blocks) over repacked weights; everything
  * else, and CPUs without AVX-512, over the GGUF layout. The R16 kernels run
  * the same integer sums and the same float chains per (row, token) as
- * duet_matmul_ex's GEMV, so results are bit-identical either way. */
+ * duet_matmul_ex's GEMV (F16: see core/repack.h), so one token's results do
+ * not depend on the tokens beside it. */
 void duet_matmul_packed(duet_pool *pool, float *y, duet_type wt, const void *w, const void *packed,
                         const float *x, int64_t m, int64_t n_in, int64_t n_out, int consistent) {
     /* llama.cpp multiplies Q4_K weights by whole groups of 4 tokens with its
      * GEMM's arithmetic (duet_qgemm_ex follows it): those stay there. */
     const int64_t few = wt == DUET_TYPE_Q4_K ? 4 : DUET_QGEMM_MIN_M;
-    if (!packed || m <= 0 || (!consistent && m >= few) || !duet_repack_bytes(wt, n_in, n_out)) {
+    duet_r16_job j = {.wt = wt, .w = packed, .y = y, .m = m, .n_in = n_in, .n_out = n_out};
+    if (!packed || m <= 0 || (!consistent && m >= few) || !duet_repack_bytes(wt, n_in, n_out) ||
+        prepare(pool, &j, x) != 0) {
         duet_matmul_ex(pool, y, wt, w, x, m, n_in, n_out, consistent);
         return;
     }
-    duet_r16_job j = {.wt = wt, .w = packed, .y = y, .m = m, .n_in = n_in, .n_out = n_out};
     const int nth = duet_pool_size(pool);
     const int64_t groups = n_out / R16_ROWS;
-    if (wt == DUET_TYPE_F16) {
-        float *xr = duet_scratch(DUET_SCRATCH_ACT, (size_t)(m * n_in) * sizeof(float));
-        if (!xr) {
-            duet_matmul_ex(pool, y, wt, w, x, m, n_in, n_out, consistent);
-            return;
-        }
-        duet_gemm_round_rows(pool, DUET_TYPE_F16, x, xr, m * n_in);
-        j.xq = (const char *)xr;
-        j.chunk = (groups / ((int64_t)nth * 4) + 3) / 4 * 4; /* whole sets of 4 groups */
-        if (j.chunk < 4) j.chunk = 4;
-        atomic_init(&j.next, 0);
-        if (nth == 1 || groups <= j.chunk) duet_r16_gemv_task_avx512(&j, 0, 1);
-        else duet_pool_run(pool, duet_r16_gemv_task_avx512, &j);
-        return;
-    }
-    const int k = wt == DUET_TYPE_Q4_K;
-    const int64_t nb = n_in / (k ? QK_K : 32);
-    const size_t xq_bytes = (size_t)m * duet_row_size(k ? DUET_TYPE_Q8_K : DUET_TYPE_Q8_0, n_in);
-    char *xq = duet_scratch(DUET_SCRATCH_ACT, xq_bytes);
-    float *dx = duet_scratch(DUET_SCRATCH_ACT_AUX, (size_t)(m * nb) * (sizeof(float) + (k ? 16 : 4)));
-    if (!xq || !dx) {
-        duet_matmul_ex(pool, y, wt, w, x, m, n_in, n_out, consistent);
-        return;
-    }
-    int32_t *aux = (int32_t *)(dx + m * nb);
-    prep_activations(&j, x, xq, dx, aux);
-    j.xq = xq;
-    j.dx = dx;
-    j.aux = aux;
-    j.chunk = groups / ((int64_t)nth * 4);
-    if (j.chunk < 1) j.chunk = 1;
+    /* F16 takes whole sets of 4 groups (its kernel's unit) */
+    const int64_t unit = wt == DUET_TYPE_F16 ? 4 : 1;
+    j.chunk = (groups / ((int64_t)nth * 4) + unit - 1) / unit * unit;
+    if (j.chunk < unit) j.chunk = unit;
     atomic_init(&j.next, 0);
     if (nth == 1 || groups <= j.chunk) duet_r16_gemv_task_avx512(&j, 0, 1);
     else duet_pool_run(pool, duet_r16_gemv_task_avx512, &j);
