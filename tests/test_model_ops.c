@@ -170,6 +170,77 @@ Test(model_ops, attention_matches_softmax_attention) {
             }
 }
 
+/* The one-token arithmetic's sequential tails (ggml_vec_dot past the last
+ * multiple of 64: q.k over dims head_dim & ~63.., p.v over positions
+ * n_kv_pad & ~63..n_kv-1) are computed for several dot products at once; each
+ * must keep its own term order. Random values of one scale would hide a wrong
+ * order (their double sums are exact), so every key carries x and -x at the
+ * first and last tail dims, and the two tail positions j1, j2 of p.v have
+ * equal keys (equal probabilities, about 1/2 each) and values y and -y: the
+ * big terms cancel exactly and leave the rounding of the small terms added
+ * between them, which depends on the order. Cache cells never written (past
+ * n_kv, other heads' dims, V's slack) hold NaN. */
+static float spread(void) { /* +-[0.5, 1) * 2^-e, e in 0..14 */
+    return ldexpf((urand(0, 1) < 0.5f ? -1 : 1) * urand(0.5f, 1.0f), -(int)urand(0, 15));
+}
+
+static void single_tail_case(int hd, int n_kv, int n_kv_pad, int f16) {
+    const int n_ctx = n_kv_pad + 40, tq = hd & ~63, tv = n_kv_pad & ~63;
+    const int j1 = tv, j2 = n_kv - 1; /* the p.v pair, when j1 < j2 */
+    const size_t stride = hd * 2 + 16, vstride = n_ctx, nk = n_ctx * stride, nv = hd * vstride + DUET_V_SLACK;
+    float *k = malloc(nk * sizeof(float)), *v = malloc(nv * sizeof(float)), q[256], a[256], b[256], c[256];
+    uint16_t *k16 = malloc(nk * 2), *v16 = malloc(nv * 2);
+    for (int d = 0; d < hd; d++) q[d] = spread() * 8;
+    if (tq < hd) q[tq] = q[hd - 1] = 128;
+    for (size_t i = 0; i < nk; i++) k[i] = NAN;
+    for (size_t i = 0; i < nv; i++) v[i] = NAN;
+    for (int j = 0; j < n_kv; j++) {
+        float *row = k + (size_t)j * stride;
+        const int pair = j1 < j2 && (j == j1 || j == j2);
+        for (int d = 0; d < hd; d++) row[d] = pair ? (q[d] < 0 ? -2.0f : 2.0f) : spread();
+        if (tq < hd) {
+            const float x = ldexpf(urand(0.5f, 1.0f), 15);
+            row[tq] = pair ? 30000.0f : x;
+            row[hd - 1] = -row[tq];
+        }
+        for (int d = 0; d < hd; d++) v[(size_t)d * vstride + j] = spread();
+    }
+    if (j1 < j2)
+        for (int d = 0; d < hd; d++) {
+            v[(size_t)d * vstride + j1] = ldexpf(urand(0.5f, 1.0f), 15);
+            v[(size_t)d * vstride + j2] = -v[(size_t)d * vstride + j1];
+        }
+    for (size_t i = 0; i < nk; i++) k16[i] = duet_f32_to_f16(k[i]);
+    for (size_t i = 0; i < nv; i++) v16[i] = duet_f32_to_f16(v[i]);
+    duet_attn_args args = {.head_dim = hd, .n_kv = n_kv, .single = 1, .n_kv_pad = n_kv_pad, .kv_f16 = f16,
+                           .k = f16 ? (void *)k16 : (void *)k, .v = f16 ? (void *)v16 : (void *)v,
+                           .k_stride = stride, .v_stride = vstride, .scale = 1.0f / sqrtf((float)hd)};
+    void *scratch = malloc(duet_attn_scratch_size(n_kv, hd));
+    duet_attn_head_ref(a, q, &args, scratch);
+    duet_attn_head(c, q, &args, scratch);
+    int bad = 0, bad_simd = 0, nan = 0;
+    for (int d = 0; d < hd; d++) bad += !(c[d] == a[d]), nan += isnan(a[d]);
+    if (duet_model_simd()) {
+        duet_attn_head_avx2(b, q, &args, scratch);
+        for (int d = 0; d < hd; d++) bad_simd += !(b[d] == a[d]);
+    }
+    cr_expect(!nan && !bad && !bad_simd,
+              "hd %d n_kv %d n_kv_pad %d f16 %d: %d NaN, %d (dispatch) / %d (AVX2) outputs differ from the reference",
+              hd, n_kv, n_kv_pad, f16, nan, bad, bad_simd);
+    free(scratch), free(k), free(v), free(k16), free(v16);
+}
+
+Test(model_ops, single_token_tails_keep_their_order) {
+    const int hd[] = {16, 32, 48, 64, 80, 96, 128, 160};
+    const int n_kv[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 95, 100, 127, 128, 129, 150, 191, 200, 255};
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t h = 0; h < sizeof hd / sizeof *hd; h++)
+            for (size_t i = 0; i < sizeof n_kv / sizeof *n_kv; i++) {
+                single_tail_case(hd[h], n_kv[i], duet_attn_kv_pad(n_kv[i] - 1, 4096), f16);
+                single_tail_case(hd[h], n_kv[i], n_kv[i], f16); /* view cut short by the context */
+            }
+}
+
 /* nq queries of one head over a cache whose positions past the largest n_kv
  * (and V's slack) hold NaN: each output float of duet_attn_heads_avx512 (and
  * of the dispatcher) equals the one-query reference in the several-token

@@ -3,8 +3,10 @@
  * their reduction follows _mm512_reduce_add_ps: lo+hi, then 128-bit halves,
  * then (0+2) + (1+3). V is stored transposed, so each output dim is one dot
  * product over contiguous positions, like q.k. Eight dot products are reduced
- * together (reduce8) in that same order. The body is compiled twice, for F16
- * and F32 caches. Requires head_dim % 16 == 0. */
+ * together (reduce8) in that same order. In the one-token arithmetic the
+ * sequential tail of ggml_vec_dot (all of q.k when head_dim < 64) is run for
+ * sixteen dot products at once, one per lane (vec_dot_tails16). The body is
+ * compiled twice, for F16 and F32 caches. Requires head_dim % 16 == 0. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -37,36 +39,6 @@ INLINE __m256 load8(const int f16, const void *base, size_t i) {
 INLINE __m256 load_v8(const int f16, const duet_attn_args *a, size_t row, int j) {
     const __m256 v = load8(f16, a->v, row + (size_t)j);
     return j + 8 <= a->n_kv ? v : _mm256_and_ps(v, valid8(j, a->n_kv));
-}
-
-/* ggml_vec_dot_f16 / _f32 tail: terms added one at a time (double for F16). */
-INLINE float vec_dot_tail(const int f16, float r, const float *x, const float *y, int n) {
-    if (f16) {
-        double s = r;
-        for (int k = 0; k < n; k++) s += (double)(x[k] * y[k]);
-        return (float)s;
-    }
-    for (int k = 0; k < n; k++) r = fmaf(x[k], y[k], r);
-    return r;
-}
-
-/* q.k of one position in the one-token arithmetic (ggml_vec_dot over head_dim). */
-INLINE float qk_single(const int f16, const duet_attn_args *a, const float *qr, size_t row) {
-    const int hd = a->head_dim, np = hd & ~63;
-    __m256 acc[8];
-    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
-    for (int d = 0; d < np; d += 64)
-        for (int i = 0; i < 8; i++)
-            acc[i] = _mm256_fmadd_ps(load8(f16, a->k, row + d + 8 * i), _mm256_loadu_ps(qr + d + 8 * i), acc[i]);
-    /* acc[2c], acc[2c+1]: lanes 0-7, 8-15 of accumulator c; fold 0+2, 1+3, 0+1 */
-    for (int i = 0; i < 4; i++) acc[i] = _mm256_add_ps(acc[i], acc[i + 4]);
-    acc[0] = _mm256_add_ps(acc[0], acc[2]);
-    acc[1] = _mm256_add_ps(acc[1], acc[3]);
-    const float r = hsum16_avx(acc[0], acc[1]);
-    if (np == hd) return r;
-    float kv[64];
-    for (int d = np; d < hd; d += 8) _mm256_storeu_ps(kv + d - np, load8(f16, a->k, row + d));
-    return vec_dot_tail(f16, r, kv, qr + np, hd - np);
 }
 
 /* q.k of one position in the batched arithmetic (tinyBLAS lanes). */
@@ -109,26 +81,188 @@ INLINE void pv4(const int f16, const duet_attn_args *a, const float *w, int d, _
     for (int o = 0; o < 4; o++) A[o] = _mm256_add_ps(lo[o], hi[o]);
 }
 
-/* p.v of one output dim in the one-token arithmetic (ggml_vec_dot over
- * llama.cpp's padded view of n_kv_pad positions). */
-INLINE float pv_single(const int f16, const duet_attn_args *a, size_t row, const float *w) {
-    const int n_kv = a->n_kv, np = a->n_kv_pad & ~63, n_simd = np < n_kv ? np : n_kv;
-    __m256 acc[8];
-    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
-    for (int j = 0; j < n_simd; j += 64)
-        for (int i = 0; i < 8; i++)
-            acc[i] = _mm256_fmadd_ps(load_v8(f16, a, row, j + 8 * i), _mm256_loadu_ps(w + j + 8 * i), acc[i]);
-    for (int i = 0; i < 4; i++) acc[i] = _mm256_add_ps(acc[i], acc[i + 4]);
-    acc[0] = _mm256_add_ps(acc[0], acc[2]);
-    acc[1] = _mm256_add_ps(acc[1], acc[3]);
-    float r = hsum16_avx(acc[0], acc[1]);
-    for (int j = np; j < n_kv; j += 64) { /* one pass: n_kv <= n_kv_pad < np + 64 */
-        float t[64];
-        const int cnt = n_kv - j < 64 ? n_kv - j : 64;
-        for (int k = 0; k < cnt; k += 8) _mm256_storeu_ps(t + k, load_v8(f16, a, row, j + k));
-        r = vec_dot_tail(f16, r, t, w + j, cnt);
+/* ---- the one-token arithmetic (ggml_vec_dot_f16 / _f32), eight dot products
+ * at a time: eight keys for q.k, eight output dims for p.v ---- */
+
+/* Loops over accumulator arrays are unrolled so that they live in registers
+ * (-O2 would keep them in memory). */
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* x[t] lane i <- x[i] lane t */
+INLINE void transpose8(__m256 x[8]) {
+    __m256 t[8], u[8];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]);
     }
-    return r;
+    UNROLL
+    for (int h = 0; h < 8; h += 4) {
+        u[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0x44);
+        u[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0xEE);
+        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+    }
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* ggml_vec_dot's tail of sixteen dot products: lane i of r[g] returns, for
+ * row R = 8g + i,
+ *   F16: s = r_R; for k in c0..n-1: s += (double)(x_R[k] * y[k]); (float)s
+ *   F32: s = r_R; for k in c0..n-1: s = fmaf(x_R[k], y[k], s)
+ * with x_R[k] the cache element at off[R] + k. Each chain is sequential (in
+ * double, or fmaf, one term at a time), so it cannot be split within a dot
+ * product; it is vectorized across independent ones instead. Lane i performs
+ * row R's operations in row R's order, and each vector operation is the same
+ * correctly rounded IEEE operation per lane (vmulps = float *, vcvtps2pd =
+ * exact widening, vaddpd = double +, vcvtpd2ps = (float), vfmadd = fmaf), so
+ * every lane has the bits of the scalar loop in duet_attn_head_ref.
+ *
+ * Rows are read eight elements (k = c..c+7) at a time; elements at n and past
+ * in the last, partial block are loaded (they must lie inside the
+ * allocation) and may be multiplied, but never enter a sum.
+ *
+ * F16: s is in double, four rows per __m256d (S[q]: rows 4q..4q+3). The
+ * products x_R[k] * y[k] of four rows are formed row-wise (the same float
+ * products: * commutes), half-transposed in-lane to
+ * P[q][t] = [k = c+t of the 4 rows | k = c+t+4 of the 4 rows] (t < 4) and
+ * widened from memory. The shuffle port limits this loop; vcvtps2pd from
+ * memory takes no shuffle uop, while from a register it does, as does the
+ * extract of a high half and the cross-lane last step of a full transpose
+ * (measured about 1.4x faster than that). F32: rows fully transposed in
+ * registers, so that x[t] holds element c+t of eight rows, and fmadd into
+ * r[g]. */
+INLINE void vec_dot_tails16(const int f16, const void *base, const size_t off[16], const float *y, int c0, int n,
+                            __m256 r[2]) {
+    if (f16) {
+        __m256d S[4];
+        UNROLL
+        for (int g = 0; g < 2; g++) {
+            S[2 * g] = _mm256_cvtps_pd(_mm256_castps256_ps128(r[g]));
+            S[2 * g + 1] = _mm256_cvtps_pd(_mm256_extractf128_ps(r[g], 1));
+        }
+        for (int c = c0; c < n; c += 8) {
+            float P[4][4][8] __attribute__((aligned(32)));
+            const __m256 yv = _mm256_loadu_ps(y + c);
+            UNROLL
+            for (int q = 0; q < 4; q++) {
+                __m256 x[4], t[4];
+                UNROLL
+                for (int i = 0; i < 4; i++) x[i] = _mm256_mul_ps(load8(1, base, off[4 * q + i] + (size_t)c), yv);
+                t[0] = _mm256_unpacklo_ps(x[0], x[1]); /* a0 b0 a1 b1 | a4 b4 a5 b5 */
+                t[1] = _mm256_unpackhi_ps(x[0], x[1]); /* a2 b2 a3 b3 | a6 b6 a7 b7 */
+                t[2] = _mm256_unpacklo_ps(x[2], x[3]);
+                t[3] = _mm256_unpackhi_ps(x[2], x[3]);
+                _mm256_store_ps(P[q][0], _mm256_shuffle_ps(t[0], t[2], 0x44)); /* a0 b0 c0 d0 | a4 b4 c4 d4 */
+                _mm256_store_ps(P[q][1], _mm256_shuffle_ps(t[0], t[2], 0xEE));
+                _mm256_store_ps(P[q][2], _mm256_shuffle_ps(t[1], t[3], 0x44));
+                _mm256_store_ps(P[q][3], _mm256_shuffle_ps(t[1], t[3], 0xEE));
+            }
+            /* P must really be stored: otherwise the compiler forwards the
+             * stores and widens from registers again */
+            __asm__("" : "+m"(P));
+            const int m = n - c < 8 ? n - c : 8;
+            if (m == 8) {
+                UNROLL
+                for (int t = 0; t < 8; t++)
+                    UNROLL
+                    for (int q = 0; q < 4; q++)
+                        S[q] = _mm256_add_pd(S[q], _mm256_cvtps_pd(_mm_load_ps(P[q][t & 3] + 4 * (t >> 2))));
+            } else {
+                for (int t = 0; t < m; t++)
+                    UNROLL
+                    for (int q = 0; q < 4; q++)
+                        S[q] = _mm256_add_pd(S[q], _mm256_cvtps_pd(_mm_load_ps(P[q][t & 3] + 4 * (t >> 2))));
+            }
+        }
+        UNROLL
+        for (int g = 0; g < 2; g++) r[g] = _mm256_set_m128(_mm256_cvtpd_ps(S[2 * g + 1]), _mm256_cvtpd_ps(S[2 * g]));
+        return;
+    }
+    for (int c = c0; c < n; c += 8) {
+        const int m = n - c < 8 ? n - c : 8;
+        UNROLL
+        for (int g = 0; g < 2; g++) {
+            __m256 x[8];
+            UNROLL
+            for (int i = 0; i < 8; i++) x[i] = load8(0, base, off[8 * g + i] + (size_t)c);
+            transpose8(x);
+            if (m == 8) {
+                UNROLL
+                for (int t = 0; t < 8; t++) r[g] = _mm256_fmadd_ps(x[t], _mm256_broadcast_ss(y + c + t), r[g]);
+            } else {
+                float col[8][8];
+                UNROLL
+                for (int t = 0; t < 8; t++) _mm256_storeu_ps(col[t], x[t]);
+                for (int t = 0; t < m; t++) r[g] = _mm256_fmadd_ps(_mm256_loadu_ps(col[t]), _mm256_broadcast_ss(y + c + t), r[g]);
+            }
+        }
+    }
+}
+
+/* ggml_vec_dot_f16 / _f32 of sixteen rows (elements off[R] + k of the cache)
+ * with y, over a view of n elements (n_nz <= n of them nonzero, the rest
+ * treated as 0), into r[0] (rows 0-7) and r[1] (rows 8-15): 4 x 16 FMA lanes
+ * over each whole 64 elements (np = n & ~63; elements at n_nz and past masked
+ * to 0, as load_v8 does), folded 0+2, 1+3, 0+1 and reduced by reduce8 in
+ * hsum16_avx's order; then the tail np..n_nz-1. */
+INLINE void vec_dot_single16(const int f16, const void *base, const size_t off[16], const float *y, int n, int n_nz,
+                             __m256 r[2]) {
+    const int np = n & ~63, n_simd = np < n_nz ? np : n_nz;
+    r[0] = r[1] = _mm256_setzero_ps(); /* the sum of llama.cpp's zero accumulators */
+    if (n_simd > 0)
+        for (int g = 0; g < 2; g++) {
+            __m256 A[8];
+            UNROLL
+            for (int o = 0; o < 8; o++) {
+                __m256 acc[8];
+                UNROLL
+                for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+                int c = 0;
+                for (; c + 64 <= n_nz && c < n_simd; c += 64)
+                    UNROLL
+                    for (int i = 0; i < 8; i++)
+                        acc[i] = _mm256_fmadd_ps(load8(f16, base, off[8 * g + o] + (size_t)(c + 8 * i)),
+                                                 _mm256_loadu_ps(y + c + 8 * i), acc[i]);
+                if (c < n_simd) /* the block holding n_nz */
+                    UNROLL
+                    for (int i = 0; i < 8; i++) {
+                        const int k = c + 8 * i;
+                        const __m256 x = _mm256_and_ps(load8(f16, base, off[8 * g + o] + (size_t)k), valid8(k, n_nz));
+                        acc[i] = _mm256_fmadd_ps(x, _mm256_loadu_ps(y + k), acc[i]);
+                    }
+                /* acc[2c], acc[2c+1]: lanes 0-7, 8-15 of accumulator c; fold 0+2, 1+3, 0+1 */
+                UNROLL
+                for (int i = 0; i < 4; i++) acc[i] = _mm256_add_ps(acc[i], acc[i + 4]);
+                acc[0] = _mm256_add_ps(acc[0], acc[2]);
+                acc[1] = _mm256_add_ps(acc[1], acc[3]);
+                A[o] = _mm256_add_ps(acc[0], acc[1]); /* the first step of hsum16_avx */
+            }
+            r[g] = reduce8(A);
+        }
+    if (np < n_nz) vec_dot_tails16(f16, base, off, y, np, n_nz, r);
+}
+
+/* One-token q.k (unscaled) of positions j..j+15 into r. Positions past n_kv
+ * repeat the last row; the caller drops their lanes. */
+INLINE void qk_single16(const int f16, const duet_attn_args *a, const float *qr, int j, __m256 r[2]) {
+    size_t off[16];
+    for (int i = 0; i < 16; i++) off[i] = (size_t)(j + i < a->n_kv ? j + i : a->n_kv - 1) * a->k_stride;
+    vec_dot_single16(f16, a->k, off, qr, a->head_dim, a->head_dim, r);
+}
+
+/* One-token p.v of output dims d..d+15 into r: ggml_vec_dot over llama.cpp's
+ * padded view of n_kv_pad positions, those past n_kv being zero. n_kv <=
+ * n_kv_pad < np + 64, so the tail is at most 63 positions; its last block's
+ * loads reach pad8 past n_kv, inside the row's stride or DUET_V_SLACK. */
+INLINE void pv_single16(const int f16, const duet_attn_args *a, const float *w, int d, __m256 r[2]) {
+    size_t off[16];
+    for (int o = 0; o < 16; o++) off[o] = (size_t)(d + o) * a->v_stride;
+    vec_dot_single16(f16, a->v, off, w, a->n_kv_pad, a->n_kv, r);
 }
 
 INLINE void attn_head(const int f16, float *out, const float *q, const duet_attn_args *a, void *scratch) {
@@ -142,7 +276,13 @@ INLINE void attn_head(const int f16, float *out, const float *q, const duet_attn
     const __m256 vscale = _mm256_set1_ps(a->scale);
     int j = 0;
     if (a->single) {
-        for (; j < n_kv; j++) w[j] = qk_single(f16, a, qr, (size_t)j * a->k_stride) * a->scale;
+        /* lanes past n_kv land in w's padding and are dropped by the softmax */
+        for (; j < n_kv; j += 16) {
+            __m256 r[2];
+            qk_single16(f16, a, qr, j, r);
+            _mm256_storeu_ps(w + j, _mm256_mul_ps(r[0], vscale));
+            _mm256_storeu_ps(w + j + 8, _mm256_mul_ps(r[1], vscale));
+        }
     } else {
         __m256 A[8];
         for (; j + 8 <= n_kv; j += 8) {
@@ -156,7 +296,12 @@ INLINE void attn_head(const int f16, float *out, const float *q, const duet_attn
 
     /* outputs */
     if (a->single) {
-        for (int d = 0; d < hd; d++) out[d] = pv_single(f16, a, (size_t)d * a->v_stride, w);
+        for (int d = 0; d < hd; d += 16) {
+            __m256 r[2];
+            pv_single16(f16, a, w, d, r);
+            _mm256_storeu_ps(out + d, r[0]);
+            _mm256_storeu_ps(out + d + 8, r[1]);
+        }
         return;
     }
     __m256 A[8];
