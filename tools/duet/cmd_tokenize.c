@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "duet/tok.h"
+#include "duet/train.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -12,7 +13,11 @@ static void usage(FILE *f) {
             "  BOS is added when the vocabulary says add_bos_token (unless --no-bos).\n"
             "  --special   text of control tokens (<|eot_id|>, <s>, ...) becomes those tokens\n"
             "  --eos       append EOS\n"
-            "  --json      print {\"n_tokens\": N, \"ids\": [...]}\n");
+            "  --json      print {\"n_tokens\": N, \"ids\": [...]}\n"
+            "   or: duet tokenize -m MODEL.gguf --stories TEXT -o OUT.u16 [--json]\n"
+            "  Splits TinyStories-style TEXT into stories exactly as duet train does, tokenizes each,\n"
+            "  appends end-of-text after each and writes the stream as little-endian uint16 ids\n"
+            "  (the input of scripts/gpu/train_pair.py).\n");
 }
 
 /* All of stdin (binary-safe). */
@@ -39,8 +44,35 @@ static char *read_all(FILE *f, size_t *len) {
     return buf;
 }
 
+/* The training token stream (duet_tokens_from_text) as little-endian uint16. */
+static int dump_stories(const char *model, const char *text_path, const char *out_path, int json) {
+    duet_err err = {0};
+    duet_tokens t = {0};
+    if (duet_tokens_from_text(&t, text_path, model, &err)) {
+        fprintf(stderr, "duet tokenize: %s\n", err.msg);
+        return 1;
+    }
+    FILE *f = fopen(out_path, "wb");
+    int rc = f ? 0 : 1;
+    for (int64_t i = 0; !rc && i < t.n; i++) {
+        if (t.ids[i] < 0 || t.ids[i] > 65535) {
+            fprintf(stderr, "duet tokenize: token id %d does not fit uint16\n", t.ids[i]);
+            rc = 1;
+            break;
+        }
+        const unsigned char le[2] = {(unsigned char)(t.ids[i] & 255), (unsigned char)(t.ids[i] >> 8)};
+        if (fwrite(le, 1, 2, f) != 2) rc = 1;
+    }
+    if (f && fclose(f)) rc = 1;
+    if (rc) fprintf(stderr, "duet tokenize: cannot write %s\n", out_path);
+    else if (json) printf("{\"n_tokens\": %lld, \"out\": \"%s\"}\n", (long long)t.n, out_path);
+    else fprintf(stderr, "duet tokenize: %lld tokens -> %s\n", (long long)t.n, out_path);
+    duet_tokens_free(&t);
+    return rc;
+}
+
 int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *stories = NULL, *out = NULL;
     int special = 0, no_bos = 0, eos = 0, json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -57,6 +89,10 @@ int cmd_tokenize(int argc, char **argv) {
             json = 1;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) {
             model = argv[++i];
+        } else if (!strcmp(a, "--stories") && i + 1 < argc) {
+            stories = argv[++i];
+        } else if (!strcmp(a, "-o") && i + 1 < argc) {
+            out = argv[++i];
         } else {
             fprintf(stderr, "duet tokenize: unknown option '%s' (duet tokenize --help)\n", a);
             return 2;
@@ -65,6 +101,13 @@ int cmd_tokenize(int argc, char **argv) {
     if (!model) {
         fprintf(stderr, "duet tokenize: -m MODEL.gguf is required\n");
         return 2;
+    }
+    if (stories || out) {
+        if (!stories || !out) {
+            fprintf(stderr, "duet tokenize: --stories TEXT and -o OUT.u16 go together\n");
+            return 2;
+        }
+        return dump_stories(model, stories, out, json);
     }
     duet_err err = {0};
     duet_vocab *v = NULL;
