@@ -155,20 +155,22 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
 
 /* Median seconds of a verification-style eval of `block` tokens (logits of
  * every position, decode-consistent as the speculative loop runs it) after a
- * 32-token context. */
-static double block_cost(duet_seq *s, int block, int reps) {
-    int32_t tok[64];
-    for (int i = 0; i < 64; i++) tok[i] = 10 + i;
+ * context of `ctx` tokens: the middle of a request (prompt + half the new
+ * tokens), since attention's share of a block grows with the context. */
+static double block_cost(duet_seq *s, int block, int ctx, int reps) {
+    int32_t tok[PROMPT_TOKENS + 256 + DUET_SPEC_KMAX + 1];
+    if (ctx > PROMPT_TOKENS + 256) ctx = PROMPT_TOKENS + 256;
+    for (int i = 0; i < ctx + block; i++) tok[i] = 10 + i % 64;
     int nv = duet_model_n_vocab(duet_seq_model(s));
     float *logits = malloc(sizeof(float) * (size_t)nv * (size_t)block); /* (block, n_vocab) */
     double t[32];
     for (int r = 0; r < reps; r++) {
         duet_rollback(s, 0);
         duet_seq_set_decode_consistent(s, 0);
-        duet_eval(s, tok, 32, NULL, 0, NULL);
+        duet_eval(s, tok, ctx, NULL, 0, NULL);
         duet_seq_set_decode_consistent(s, 1);
         double t0 = now_s();
-        duet_eval(s, tok + 32, block, logits, block, NULL);
+        duet_eval(s, tok + ctx, block, logits, block, NULL);
         t[r] = now_s() - t0;
     }
     duet_seq_set_decode_consistent(s, 0);
@@ -219,8 +221,15 @@ int main(int argc, char **argv) {
 
     /* costs: target blocks of 1..9 tokens, one draft token */
     double t_block[DUET_SPEC_KMAX + 2];
-    for (int b = 1; b <= 9; b++) t_block[b] = block_cost(ts, b, 15);
-    double t_draft1 = block_cost(ds, 1, 15);
+    const int cost_ctx = PROMPT_TOKENS + n_new / 2;
+    for (int b = 1; b <= 9; b++) t_block[b] = block_cost(ts, b, cost_ctx, 15);
+    double t_draft1 = block_cost(ds, 1, cost_ctx, 15);
+    if (getenv("DUET_BENCH_COSTS_ONLY")) {
+        fprintf(stderr, "context %d: draft/target %.3f; blocks:", cost_ctx, t_draft1 / t_block[1]);
+        for (int b = 1; b <= 9; b++) fprintf(stderr, " %.2f", t_block[b] / t_block[1]);
+        fprintf(stderr, "; target 1-token %.3f ms\n", t_block[1] * 1e3);
+        return 0;
+    }
 
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "target", target);

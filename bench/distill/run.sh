@@ -8,13 +8,19 @@
 # usage: bench/distill/run.sh [DUET_BIN] [MODEL.gguf ...]
 #   default models: models/slm.gguf, runs/distill16/*.gguf (F16 copies of the
 #   distillation runs, scripts/train_models.sh export), models/slm-kd.gguf
-#   env: VALID (text file), REF (teacher GGUF, default models/llm.gguf)
+#   env: VALID (text file), REF (teacher GGUF; default runs/llm/llm.gguf, the
+#   CPU-trained llm that taught these runs (scripts/train_models.sh llm); without
+#   it models/llm.gguf, the larger GPU-trained llm that replaced it in models/)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-build/duet}
 shift || true
 VALID=${VALID:-../shared/data/tinystories/valid.txt}
-REF=${REF:-models/llm.gguf}
+REF=${REF:-runs/llm/llm.gguf}
+if [ ! -f "$REF" ]; then
+  echo "bench/distill: $REF not found (scripts/train_models.sh llm makes it); comparing with models/llm.gguf" >&2
+  REF=models/llm.gguf
+fi
 if [ $# -gt 0 ]; then MODELS=("$@"); else
   MODELS=(models/slm.gguf)
   for f in runs/distill16/*.gguf; do [ -e "$f" ] && MODELS+=("$f"); done
