@@ -43,14 +43,14 @@ if [ ! -f "$models/llm.gguf" ] || [ ! -f "$models/slm.gguf" ]; then
   exit 0
 fi
 
-say "3. The model family duet ships (trained here, in C)"
+say "3. The model family duet ships (slm, slm-kd: duet train/distill in C; llm, slm-draft: scripts/gpu)"
 head -c 60000 "$data/tinystories/valid.txt" > /tmp/duet-demo-valid.txt
-for m in slm slm-kd llm; do
+for m in slm slm-kd slm-draft llm; do
   [ -f "$models/$m.gguf" ] || continue
   ppl=$("$duet" perplexity -m "$models/$m.gguf" -f /tmp/duet-demo-valid.txt --json -t "$T" 2>/dev/null |
         jq -r '"loss \(.loss*1000|round/1000)  perplexity \(.perplexity*100|round/100)"')
   params=$("$duet" info -m "$models/$m.gguf" --json | jq -r '"\(.n_params/10000|round/100)M params"')
-  printf '  %-7s %-14s %s   (first 60 KB of valid.txt)\n' "$m" "$params" "$ppl"
+  printf '  %-9s %-14s %s   (first 60 KB of valid.txt)\n' "$m" "$params" "$ppl"
 done
 
 say "4. Speculative decoding: the SLM drafts, the LLM verifies (greedy: identical output)"
@@ -60,8 +60,8 @@ base=$(run)
 base_tps=$(jq -r '.stats.decode_tok_s' <<< "$base")
 printf '  llm alone:                    %.0f tok/s\n' "$base_tps"
 echo "  text: $(jq -r '.text[:150] | gsub("\n"; " ")' <<< "$base")..."
-draft=$models/slm-kd.gguf; [ -f "$draft" ] || draft=$models/slm.gguf
-for d in "$draft --spec fixed --draft-max 1" "$draft" ngram "$draft+ngram"; do
+draft=$models/slm-draft.gguf; [ -f "$draft" ] || draft=$models/slm-kd.gguf
+for d in "$draft --spec fixed --draft-max 3" "$draft" ngram "$draft+ngram"; do
   out=$(run --draft $d)
   same="OUTPUT DIFFERS"; [ "$(jq -c .ids <<< "$out")" = "$(jq -c .ids <<< "$base")" ] && same="identical output"
   line=$(jq -r --argjson b "$base_tps" '"\(.stats.decode_tok_s|round) tok/s, \(.stats.decode_tok_s/$b*100|round/100)x, acceptance \(.stats.acceptance_rate*100|round)%"' <<< "$out")

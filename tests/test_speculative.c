@@ -44,12 +44,12 @@ static duet_sampler *greedy(int n_vocab) {
 }
 
 /* Plain greedy reference, then speculative runs with every draft setup. */
-static void check_greedy(const char *target_name, const char *draft_name, int n_ctx, int n_new) {
+static void check_greedy_ctx(const char *target_name, const char *draft_name, int n_ctx, int draft_ctx, int n_new) {
     duet_model *tm = load(target_name), *dm = load(draft_name);
     duet_seq *ts, *ds;
     duet_err err = {0};
     cr_assert_eq(duet_seq_new(&ts, tm, n_ctx, &err), 0);
-    cr_assert_eq(duet_seq_new(&ds, dm, n_ctx, &err), 0);
+    cr_assert_eq(duet_seq_new(&ds, dm, draft_ctx, &err), 0);
     duet_lm tl = duet_lm_from_seq(ts), dl = duet_lm_from_seq(ds);
     duet_rng r;
     duet_rng_seed(&r, 11);
@@ -86,6 +86,10 @@ static void check_greedy(const char *target_name, const char *draft_name, int n_
     duet_model_free(tm), duet_model_free(dm);
 }
 
+static void check_greedy(const char *target_name, const char *draft_name, int n_ctx, int n_new) {
+    check_greedy_ctx(target_name, draft_name, n_ctx, n_ctx, n_new);
+}
+
 Test(speculative, greedy_equals_plain_llama, .timeout = 120) {
     check_greedy("ref-models/llama-a-F32.gguf", "ref-models/llama-a-Q4_0.gguf", 512, 24);
 }
@@ -98,6 +102,13 @@ Test(speculative, greedy_equals_plain_qwen2_quantized, .timeout = 120) {
  * output still equals plain decoding up to the end of the context. */
 Test(speculative, draft_longer_than_remaining_context, .timeout = 60) {
     check_greedy("ref-models/llama-a-F32.gguf", "ref-models/llama-a-Q4_0.gguf", 44, 60);
+}
+
+/* The draft's context (40) ends long before the target's: model drafting
+ * stops where the draft cannot hold the text (n-grams and plain decoding go
+ * on), with no error and the same output as plain decoding. */
+Test(speculative, draft_context_shorter_than_target, .timeout = 60) {
+    check_greedy_ctx("ref-models/llama-a-F32.gguf", "ref-models/llama-a-Q4_0.gguf", 512, 40, 40);
 }
 
 /* Joint distribution of the first three sampled tokens, with top-k 3:

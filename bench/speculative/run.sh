@@ -5,7 +5,7 @@
 # tokens/s of llm alone vs each draft source, fixed draft lengths 1..8 and
 # adaptive, with the speedup predicted from measured acceptance and cost ratio.
 #
-# usage: bench/speculative/run.sh [--draft models/slm-kd.gguf] [--prompts 50] [--hostile 20]
+# usage: bench/speculative/run.sh [--draft models/slm-draft.gguf] [--target models/llm.gguf] [--prompts 50] [--hostile 20]
 #                                 [-n 128] [-t THREADS] [--json] [--out DIR]
 # Writes DIR/results.json, DIR/table.md and DIR/speedup.png (default DIR: build/bench-speculative).
 set -euo pipefail
@@ -13,8 +13,8 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${BIN:-$here/build/bench/bench_speculative}
 data=$here/../shared/data
 target=$here/models/llm.gguf
-draft=$here/models/slm-kd.gguf
-[ -f "$draft" ] || draft=$here/models/slm.gguf
+draft=$here/models/slm-draft.gguf
+[ -f "$draft" ] || draft=$here/models/slm-kd.gguf
 prompts=50 hostile=20 n=128 threads=1 json=0 out=$here/build/bench-speculative
 while [ $# -gt 0 ]; do
   case $1 in

@@ -203,6 +203,11 @@ int duet_speculative_generate(duet_lm *target, duet_lm *draft, duet_sampler *sam
         }
         if (k == 0 && par->use_model && k_cap > 0) {
             int km = choose_k(&s, s.adapt_model);
+            /* The draft catches up to hist, then holds km - 1 drafted tokens:
+             * a draft with a shorter context than the target stops drafting
+             * where it is full (n-grams and plain decoding carry on). */
+            const int d_room = duet_lm_n_ctx(draft) - s.n_hist + 1;
+            if (km > d_room) km = d_room;
             if (km > k_cap) km = k_cap;
             if (km > 0) {
                 k = draft_with_model(&s, km, drafts, err);
