@@ -279,13 +279,20 @@ int main(int argc, char **argv) {
                 cJSON_AddNumberToObject(r, "acceptance", alpha);
                 cJSON_AddNumberToObject(r, "mean_accepted", cfg[c].rounds_with_draft ? (double)cfg[c].accepted / cfg[c].rounds_with_draft : 0);
                 if (cfg[c].use_model && !cfg[c].use_ngram && !cfg[c].adaptive) {
-                    /* per-token acceptance rate alpha from the per-position rates' geometric fit:
-                     * the formula's alpha is the chance each next draft token is kept */
-                    double a_iid = cfg[c].drafted_at[0] ? (double)cfg[c].accepted_at[0] / cfg[c].drafted_at[0] : 0;
+                    /* The formula with the measured acceptance: E(k) = 1 + sum_i P(drafts
+                     * 0..i kept) (Leviathan et al.'s (1 - a^(k+1)) / (1 - a) when the
+                     * rate does not depend on the position), over the measured cost of a
+                     * round, k draft tokens + a block of k+1, in target-token units. */
                     int k = cfg[c].k;
-                    cJSON_AddNumberToObject(r, "alpha_first_position", a_iid);
+                    double e = 1;
+                    for (int i = 0; i < k && cfg[c].drafted_at[i]; i++)
+                        e += (double)cfg[c].accepted_at[i] / cfg[c].drafted_at[i];
+                    double a0 = cfg[c].drafted_at[0] ? (double)cfg[c].accepted_at[0] / cfg[c].drafted_at[0] : 0;
+                    cJSON_AddNumberToObject(r, "alpha_first_position", a0);
                     cJSON_AddNumberToObject(r, "predicted_speedup",
-                                            duet_spec_predicted_speedup(a_iid, k, t_draft1, t_block[1], t_block[k + 1]));
+                                            e / (k * t_draft1 / t_block[1] + t_block[k + 1] / t_block[1]));
+                    cJSON_AddNumberToObject(r, "predicted_speedup_iid",
+                                            duet_spec_predicted_speedup(a0, k, t_draft1, t_block[1], t_block[k + 1]));
                 }
                 cJSON *pos = cJSON_AddArrayToObject(r, "acceptance_by_position");
                 for (int i = 0; i < DUET_SPEC_KMAX && cfg[c].drafted_at[i]; i++)

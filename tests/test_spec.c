@@ -124,17 +124,51 @@ Test(spec, adaptive_choice_follows_costs_and_acceptance) {
     duet_spec_adapt_observe_draft(&a, 10, 0.01 * 10); /* draft as slow as target */
     for (int i = 0; i < 50; i++) duet_spec_adapt_observe_accept(&a, 4, 1);
     cr_assert_eq(duet_spec_adapt_choose_k(&a), 0, "slow draft, poor acceptance: no speculation");
-    /* brute-force argmax of the formula for a middle case */
+    /* brute-force argmax of the formula for a middle case: 7 of 10 kept every
+     * round means drafts 0..6 are always kept and draft 7 never is */
     duet_spec_adapt_init(&a, 8);
     for (int k = 1; k <= 9; k++) duet_spec_adapt_observe_target(&a, k, 0.010 + 0.001 * k);
     duet_spec_adapt_observe_draft(&a, 10, 0.002 * 10);
     for (int i = 0; i < 200; i++) duet_spec_adapt_observe_accept(&a, 10, 7);
-    double al = duet_spec_adapt_alpha(&a), best = 1 / 0.011;
+    double best = 1 / 0.011;
     int want = 0;
     for (int g = 1; g <= 8; g++) {
-        double rate = duet_spec_expected_tokens(al, g) / (g * 0.002 + 0.010 + 0.001 * (g + 1));
+        double rate = (1 + (g < 7 ? g : 7)) / (g * 0.002 + 0.010 + 0.001 * (g + 1));
         if (rate > best) best = rate, want = g;
     }
+    cr_assert_eq(want, 7);
     cr_assert_eq(duet_spec_adapt_choose_k(&a), want);
-    cr_assert_gt(want, 0);
+}
+
+/* Acceptance that depends on the position: rounds of 8 drafts alternately
+ * keep 1 and all 8, so alpha_0 = 1, alpha_1 = 1/2 and alpha_2.. = 1. The
+ * expected tokens grow by 1/2 per extra draft and a cheap draft should draft
+ * all 8; an i.i.d. alpha (9/16) would stop at 2. */
+Test(spec, adaptive_choice_uses_acceptance_by_position) {
+    duet_spec_adapt a;
+    duet_spec_adapt_init(&a, 8);
+    for (int k = 1; k <= 9; k++) duet_spec_adapt_observe_target(&a, k, 0.010 + 0.0005 * k);
+    duet_spec_adapt_observe_draft(&a, 10, 0.001 * 10);
+    for (int i = 0; i < 200; i++) duet_spec_adapt_observe_accept(&a, 8, i % 2 ? 8 : 1);
+    cr_assert_float_eq(duet_spec_adapt_alpha_at(&a, 0), 1.0, 0.05); /* smoothed: ~33 effective rounds, prior weight 2 */
+    cr_assert_float_eq(duet_spec_adapt_alpha_at(&a, 1), 0.5, 0.05);
+    cr_assert_float_eq(duet_spec_adapt_alpha_at(&a, 5), 1.0, 0.05);
+    cr_assert_float_eq(duet_spec_adapt_expected_tokens(&a, 8), 1 + 1 + 0.5 * 7, 0.5);
+    /* brute force over g with the true rates */
+    double best = 1 / 0.0105;
+    int want = 0;
+    for (int g = 1; g <= 8; g++) {
+        double rate = (1 + 1 + 0.5 * (g - 1)) / (g * 0.001 + 0.010 + 0.0005 * (g + 1));
+        if (rate > best) best = rate, want = g;
+    }
+    cr_assert_eq(want, 8);
+    cr_assert_eq(duet_spec_adapt_choose_k(&a), want);
+    /* the i.i.d. formula at the pooled rate would choose a short draft */
+    double al = duet_spec_adapt_alpha(&a), iid_best = 1 / 0.0105;
+    int iid = 0;
+    for (int g = 1; g <= 8; g++) {
+        double rate = duet_spec_expected_tokens(al, g) / (g * 0.001 + 0.010 + 0.0005 * (g + 1));
+        if (rate > iid_best) iid_best = rate, iid = g;
+    }
+    cr_assert_lt(iid, 4);
 }

@@ -40,17 +40,24 @@ duet_spec_verdict duet_spec_verify(const float *p, const float *q, const int32_t
 int duet_ngram_draft(const int32_t *hist, int n_hist, int n_min, int n_max, int32_t *out, int k_max);
 
 /* ---- adaptive draft length ---------------------------------------------------
- * Keeps online estimates of the acceptance rate alpha and of the costs:
- * t_draft (one draft token) and t_target[k] (a target block of k tokens).
- * The expected number of tokens from a draft of length g is
+ * Keeps online estimates of the acceptance and of the costs: t_draft (one
+ * draft token) and t_target[k] (a target block of k tokens). With an i.i.d.
+ * acceptance rate alpha, a draft of length g yields
  *   E(g) = (1 - alpha^(g+1)) / (1 - alpha)                 (Leviathan et al.)
- * and one round costs g * t_draft + t_target[g + 1]; choose_k picks the g in
- * [0, k_max] (0 = no speculation) that maximises E(g) / cost(g). */
+ * tokens per round. Real drafts are kept less often the further they reach
+ * (the draft conditions on its own guesses), so the estimate is per position:
+ * alpha_i = P(draft i kept | drafts 0..i-1 kept), and
+ *   E(g) = 1 + sum_{i<g} prod_{j<=i} alpha_j
+ * which is Leviathan's formula when every alpha_i is alpha. One round costs
+ * g * t_draft + t_target[g + 1]; choose_k picks the g in [0, k_max]
+ * (0 = no speculation) that maximises E(g) / cost(g). */
 #define DUET_SPEC_KMAX 16
 
 typedef struct duet_spec_adapt {
     int k_max;
     double accepted, drafted;               /* decayed counts */
+    double reached_at[DUET_SPEC_KMAX];      /* decayed rounds whose draft i was verified after 0..i-1 kept */
+    double kept_at[DUET_SPEC_KMAX];         /* ... and draft i was kept */
     double t_draft, n_draft;                /* decayed sum of seconds per draft token, count */
     double t_target[DUET_SPEC_KMAX + 2];    /* decayed sum of seconds per block size */
     double n_target[DUET_SPEC_KMAX + 2];
@@ -62,6 +69,10 @@ void duet_spec_adapt_observe_accept(duet_spec_adapt *a, int drafted, int accepte
 void duet_spec_adapt_observe_draft(duet_spec_adapt *a, int n_tokens, double seconds);
 void duet_spec_adapt_observe_target(duet_spec_adapt *a, int block, double seconds);
 double duet_spec_adapt_alpha(const duet_spec_adapt *a);
+/* Estimated alpha_i (shrunk toward alpha_(i-1) while position i has few observations). */
+double duet_spec_adapt_alpha_at(const duet_spec_adapt *a, int i);
+/* E(g) from the per-position estimates. */
+double duet_spec_adapt_expected_tokens(const duet_spec_adapt *a, int g);
 /* Estimated seconds of a target block of `block` tokens (interpolated where unmeasured). */
 double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block);
 double duet_spec_adapt_draft_cost(const duet_spec_adapt *a);

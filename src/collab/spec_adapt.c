@@ -17,6 +17,12 @@ void duet_spec_adapt_observe_accept(duet_spec_adapt *a, int drafted, int accepte
     if (drafted <= 0) return;
     a->drafted = a->drafted * DECAY + drafted;
     a->accepted = a->accepted * DECAY + accepted;
+    /* Drafts 0..accepted were verified with everything before them kept; the
+     * ones after the first rejection say nothing about their position. */
+    for (int i = 0; i < drafted && i <= accepted && i < DUET_SPEC_KMAX; i++) {
+        a->reached_at[i] = a->reached_at[i] * DECAY + 1;
+        a->kept_at[i] = a->kept_at[i] * DECAY + (i < accepted);
+    }
     a->rounds++;
 }
 
@@ -36,6 +42,23 @@ double duet_spec_adapt_alpha(const duet_spec_adapt *a) {
     /* Beta(1,1) prior: 0.5 before any evidence. */
     double al = (a->accepted + 1) / (a->drafted + 2);
     return al > 0.999 ? 0.999 : al;
+}
+
+double duet_spec_adapt_alpha_at(const duet_spec_adapt *a, int i) {
+    /* Beta prior of weight 2 centred on the previous position's rate (0.5 at
+     * position 0): a position seldom reached borrows its neighbour's rate. */
+    const double prior = i > 0 ? duet_spec_adapt_alpha_at(a, i - 1) : 0.5;
+    const double al = (a->kept_at[i] + 2 * prior) / (a->reached_at[i] + 2);
+    return al > 0.999 ? 0.999 : al;
+}
+
+double duet_spec_adapt_expected_tokens(const duet_spec_adapt *a, int g) {
+    double e = 1, run = 1;
+    for (int i = 0; i < g && i < DUET_SPEC_KMAX; i++) {
+        run *= duet_spec_adapt_alpha_at(a, i);
+        e += run;
+    }
+    return e;
 }
 
 double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block) {
@@ -73,11 +96,10 @@ int duet_spec_adapt_choose_k(const duet_spec_adapt *a) {
     double t1 = duet_spec_adapt_target_cost(a, 1), td = duet_spec_adapt_draft_cost(a);
     /* Until both costs are measured, speculate at a middle length to learn them. */
     if (t1 <= 0 || a->n_draft == 0) return a->k_max < 4 ? a->k_max : 4;
-    double alpha = duet_spec_adapt_alpha(a);
     int best = 0;
     double best_rate = 1.0 / t1;
     for (int g = 1; g <= a->k_max; g++) {
-        double rate = duet_spec_expected_tokens(alpha, g) / (g * td + duet_spec_adapt_target_cost(a, g + 1));
+        double rate = duet_spec_adapt_expected_tokens(a, g) / (g * td + duet_spec_adapt_target_cost(a, g + 1));
         if (rate > best_rate) best_rate = rate, best = g;
     }
     return best;
