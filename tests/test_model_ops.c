@@ -267,7 +267,7 @@ static void multi_query_case(int hd, int f16, int nq, const int *n_kv) {
         if (pass == 0 && duet_simd_level() < 2) continue;
         for (size_t i = 0; i < nq * os; i++) out[i] = -1.0f;
         if (pass == 0) duet_attn_heads_avx512(out, os, q, qs, nq, n_kv, &args, scratch);
-        else duet_attn_heads(out, os, q, qs, nq, n_kv, &args, scratch);
+        else duet_attn_heads(out, os, q, qs, nq, n_kv, NULL, &args, scratch);
         for (int i = 0; i < nq; i++) {
             duet_attn_args one = args;
             one.n_kv = n_kv[i];
@@ -292,6 +292,130 @@ Test(model_ops, multi_query_attention_matches_one_query) {
         for (size_t h = 0; h < sizeof hd / sizeof *hd; h++)
             for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
                 for (int nq = 1; nq <= DUET_ATTN_MAX_Q; nq++) multi_query_case(hd[h], f16, nq, sets[s]);
+}
+
+/* nq queries of one head in the one-token arithmetic (decode-consistent
+ * blocks): each output float of duet_attn_heads_single_avx512 and of the
+ * dispatcher equals the one-query single path (duet_attn_head) and the
+ * reference, query by query, each with its own n_kv and llama.cpp view
+ * n_kv_pad. The values are those of single_tail_case, so that a wrong term
+ * order in a tail shows: keys carry x and -x at the first and last q.k tail
+ * dims, and each query's p.v tail (when it has one) has two positions of
+ * equal keys and values y, -y. Cells never written hold NaN; optionally an
+ * infinite value sits where only the longest queries see it. */
+static void mq_fill(float *k, float *v, const float *q, int hd, int n_kv, size_t stride, size_t vstride, int j1) {
+    const int tq = hd & ~63;
+    for (int j = 0; j < n_kv; j++) {
+        float *row = k + (size_t)j * stride;
+        const int pair = j == j1 || j == n_kv - 1;
+        for (int d = 0; d < hd; d++) row[d] = pair && j1 >= 0 ? (q[d] < 0 ? -2.0f : 2.0f) : spread();
+        if (tq < hd) {
+            row[tq] = pair && j1 >= 0 ? 30000.0f : ldexpf(urand(0.5f, 1.0f), 15);
+            row[hd - 1] = -row[tq];
+        }
+        for (int d = 0; d < hd; d++) v[(size_t)d * vstride + j] = spread();
+    }
+}
+
+static int multi_query_single_case(int hd, int f16, int nq, const int *n_kv, const int *n_kv_pad, int n_ctx, int inf) {
+    int n_max = 0;
+    for (int i = 0; i < nq; i++) n_max = n_kv[i] > n_max ? n_kv[i] : n_max;
+    const size_t stride = hd * 2 + 16, vstride = n_ctx, nk = n_ctx * stride, nv = hd * vstride + DUET_V_SLACK;
+    const size_t qs = hd + 8, os = hd + 24;
+    float *k = malloc(nk * sizeof(float)), *v = malloc(nv * sizeof(float));
+    uint16_t *k16 = malloc(nk * 2), *v16 = malloc(nv * 2);
+    float *q = malloc(nq * qs * sizeof(float)), *out = malloc(nq * os * sizeof(float)), one[256], ref[256];
+    for (size_t i = 0; i < nq * qs; i++) q[i] = spread() * 8;
+    for (int i = 0; i < nq; i++)
+        if ((hd & ~63) < hd) q[i * qs + (hd & ~63)] = q[i * qs + hd - 1] = 128;
+    for (size_t i = 0; i < nk; i++) k[i] = NAN;
+    for (size_t i = 0; i < nv; i++) v[i] = NAN;
+    /* the p.v pair of the query with the largest n_kv (the other queries see
+     * fewer positions and have their own tails over the same values) */
+    int imax = 0;
+    for (int i = 0; i < nq; i++) imax = n_kv[i] > n_kv[imax] ? i : imax;
+    const int tv = n_kv_pad[imax] & ~63;
+    mq_fill(k, v, q + imax * qs, hd, n_max, stride, vstride, tv < n_max - 1 ? tv : -1);
+    if (tv < n_max - 1)
+        for (int d = 0; d < hd; d++) {
+            v[(size_t)d * vstride + tv] = ldexpf(urand(0.5f, 1.0f), 15);
+            v[(size_t)d * vstride + n_max - 1] = -v[(size_t)d * vstride + tv];
+        }
+    /* inf: an infinite value at the last position, which only the queries
+     * with the largest n_kv see; the others must not be touched by it */
+    if (inf)
+        for (int d = 0; d < hd; d += 3) v[(size_t)d * vstride + n_max - 1] = d % 2 ? INFINITY : -INFINITY;
+    for (size_t i = 0; i < nk; i++) k16[i] = duet_f32_to_f16(k[i]);
+    for (size_t i = 0; i < nv; i++) v16[i] = duet_f32_to_f16(v[i]);
+    duet_attn_args args = {.head_dim = hd, .n_kv = -1, .single = 1, .n_kv_pad = -1, .kv_f16 = f16,
+                           .k = f16 ? (void *)k16 : (void *)k, .v = f16 ? (void *)v16 : (void *)v,
+                           .k_stride = stride, .v_stride = vstride, .scale = 1.0f / sqrtf((float)hd)};
+    void *scratch = malloc(duet_attn_scratch_size(n_max, hd));
+    int fails = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0 && duet_simd_level() < 2) continue;
+        for (size_t i = 0; i < nq * os; i++) out[i] = -1.0f;
+        if (pass == 0) duet_attn_heads_single_avx512(out, os, q, qs, nq, n_kv, n_kv_pad, &args, scratch);
+        else duet_attn_heads(out, os, q, qs, nq, n_kv, n_kv_pad, &args, scratch);
+        for (int i = 0; i < nq; i++) {
+            duet_attn_args a1 = args;
+            a1.n_kv = n_kv[i];
+            a1.n_kv_pad = n_kv_pad[i];
+            duet_attn_head(one, q + i * qs, &a1, scratch);
+            duet_attn_head_ref(ref, q + i * qs, &a1, scratch);
+            int bad = 0, bad_ref = 0, nan = 0;
+            for (int d = 0; d < hd; d++) {
+                const float x = out[i * os + d];
+                bad += !(x == one[d] || (isnan(x) && isnan(one[d])));
+                bad_ref += !(x == ref[d] || (isnan(x) && isnan(ref[d])));
+                nan += isnan(ref[d]) && !(inf && n_kv[i] == n_max);
+            }
+            fails += bad || bad_ref || nan;
+            cr_expect(!bad && !bad_ref && !nan,
+                      "%s hd %d f16 %d nq %d query %d n_kv %d n_kv_pad %d: %d / %d outputs differ from the one-query "
+                      "path / reference, %d NaN (first %g vs %g)",
+                      pass ? "duet_attn_heads" : "avx512", hd, f16, nq, i, n_kv[i], n_kv_pad[i], bad, bad_ref, nan,
+                      out[i * os], one[0]);
+            for (size_t d = hd; d < os; d++) cr_expect_eq(out[i * os + d], -1.0f, "written past head_dim");
+        }
+    }
+    free(scratch), free(k), free(v), free(k16), free(v16), free(q), free(out);
+    return fails;
+}
+
+Test(model_ops, multi_query_single_matches_one_query) {
+    /* first n_kv of each set; the queries are consecutive tokens (n, n+1, ...)
+     * or uneven ones */
+    const int starts[] = {1, 2, 5, 16, 29, 31, 32, 33, 45, 61, 63, 64, 65, 90, 94, 95, 96, 97, 100, 126, 127, 128,
+                          129, 150, 159, 160, 161, 190, 191, 250, 254};
+    const int uneven[][4] = {{300, 5, 129, 64}, {7, 33, 15, 256}, {48, 47, 46, 45}, {2, 1, 65, 80}, {96, 97, 160, 161}};
+    const int hd[] = {32, 64, 96, 128};
+    int fails = 0;
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t h = 0; h < sizeof hd / sizeof *hd; h++)
+            for (int nq = 2; nq <= DUET_ATTN_MAX_Q; nq++) {
+                for (size_t s = 0; s < sizeof starts / sizeof *starts + sizeof uneven / sizeof *uneven; s++) {
+                    int n_kv[DUET_ATTN_MAX_Q], pad[DUET_ATTN_MAX_Q], pad_cut[DUET_ATTN_MAX_Q], n_max = 0;
+                    for (int i = 0; i < nq; i++) {
+                        n_kv[i] = s < sizeof starts / sizeof *starts ? starts[s] + i
+                                                                      : uneven[s - sizeof starts / sizeof *starts][i];
+                        n_max = n_kv[i] > n_max ? n_kv[i] : n_max;
+                    }
+                    /* llama.cpp's padded views in a long context, and views
+                     * cut short by a context that ends at the last token */
+                    for (int i = 0; i < nq; i++) {
+                        pad[i] = duet_attn_kv_pad(n_kv[i] - 1, 4096);
+                        pad_cut[i] = duet_attn_kv_pad(n_kv[i] - 1, n_max);
+                    }
+                    int n_ctx = 0;
+                    for (int i = 0; i < nq; i++) n_ctx = pad[i] > n_ctx ? pad[i] : n_ctx;
+                    for (int inf = 0; inf < 2; inf++) {
+                        fails += multi_query_single_case(hd[h], f16, nq, n_kv, pad, n_ctx + 40, inf);
+                        fails += multi_query_single_case(hd[h], f16, nq, n_kv, pad_cut, n_max, inf);
+                    }
+                }
+            }
+    cr_expect(!fails, "%d failing cases", fails);
 }
 
 Test(model_ops, kv_view_is_padded_like_llama_cpp) {

@@ -98,17 +98,19 @@ void duet_attn_head(float *out, const float *q, const duet_attn_args *a, void *s
 }
 
 void duet_attn_heads(float *out, size_t out_stride, const float *q, size_t q_stride, int nq, const int *n_kv,
-                     const duet_attn_args *a, void *scratch) {
+                     const int *n_kv_pad, const duet_attn_args *a, void *scratch) {
 #if defined(__x86_64__) || defined(__i386__)
     /* one query gains nothing from sharing loads: the AVX2 path is as fast */
     if (nq > 1 && a->head_dim % 16 == 0 && duet_model_simd() && duet_simd_level() >= 2) {
-        duet_attn_heads_avx512(out, out_stride, q, q_stride, nq, n_kv, a, scratch);
+        if (a->single) duet_attn_heads_single_avx512(out, out_stride, q, q_stride, nq, n_kv, n_kv_pad, a, scratch);
+        else duet_attn_heads_avx512(out, out_stride, q, q_stride, nq, n_kv, a, scratch);
         return;
     }
 #endif
     duet_attn_args one = *a;
     for (int i = 0; i < nq; i++) {
         one.n_kv = n_kv[i];
+        if (a->single) one.n_kv_pad = n_kv_pad[i];
         duet_attn_head(out + (size_t)i * out_stride, q + (size_t)i * q_stride, &one, scratch);
     }
 }

@@ -1,8 +1,11 @@
-/* AVX-512 multi-query twin of the batched (several tokens) arithmetic of
- * duet_attn_head: up to DUET_ATTN_MAX_Q queries of one head (consecutive
- * tokens of one sequence) over the same cache, so that each K row and V^T row
- * loaded is used by every query. The bits are those of duet_attn_head with
- * a->single == 0, query by query:
+/* AVX-512 multi-query twins of duet_attn_head: up to DUET_ATTN_MAX_Q queries
+ * of one head (consecutive tokens of one sequence) over the same cache, so
+ * that each K row and V^T row loaded is used by every query. Two
+ * arithmetics: the batched one (several tokens, a->single == 0) first, the
+ * one-token one (decode-consistent blocks) at the end of the file.
+ *
+ * Batched: the bits are those of duet_attn_head with a->single == 0, query
+ * by query:
  *  - q.k: one zmm accumulator per (query, position) is exactly the 16 lanes
  *    (d % 16) of the batched arithmetic; p.v: one per (query, output dim),
  *    lanes j % 16 over positions;
@@ -169,6 +172,293 @@ void duet_attn_heads_avx512(float *out, size_t out_stride, const float *q, size_
         return;
     switch (nq) {
         CASE(1)
+        CASE(2)
+        CASE(3)
+        CASE(4)
+    }
+#undef CASE
+}
+
+/* ==== the one-token arithmetic (ggml_vec_dot_f16 / _f32) for several queries ====
+ *
+ * Decode-consistent blocks (speculative verification) give every token the
+ * one-token arithmetic, so that its bits equal a one-token eval: per query,
+ * q.k and p.v are duet_attn_head_ref's dot_ggml, i.e. over each whole 64
+ * elements of the view 4 x 16 FMA lanes (element k into accumulator
+ * (k >> 4) & 3, lane k & 15), folded (0+2) + (1+3), reduced as
+ * _mm512_reduce_add_ps; then the sequential tail (in double for F16, fmaf
+ * for F32). A zmm accumulator is exactly one of those 16-lane accumulators,
+ * so query i's accumulators here receive the same FMAs, in the same order, as
+ * in attention_avx2.c's single path; the queries merely share the K and V^T
+ * loads (and their F16 conversion). What differs between the queries of a
+ * group is handled per query:
+ *  - q.k does not depend on n_kv: the scores of every position below the
+ *    largest n_kv are computed for all queries and each query's softmax
+ *    (attn_softmax_avx2.h, the one-query code) reads only its own n_kv;
+ *  - p.v: query i's view has n_kv_pad[i] elements, of which the first
+ *    n_kv[i] are nonzero: its body covers positions below
+ *    lim_i = min(n_kv_pad[i] & ~63, n_kv[i]) and its tail
+ *    n_kv_pad[i] & ~63 .. n_kv[i]-1. Body FMAs past lim_i are masked per
+ *    query (a masked lane keeps its accumulator, exactly as ggml skips the
+ *    term), so values past a query's n_kv (finite or not, written or not)
+ *    never reach its sums; its tail runs over its own range.
+ * Sixteen rows at a time (positions j..j+15 for q.k, output dims d..d+15
+ * for p.v): each query's sixteen dot products are reduced together
+ * (reduce16, lane r = row r) and continued by the tails with one chain per
+ * lane. Requires head_dim % 16 == 0. */
+
+/* (a0 + a2) + (a1 + a3): ggml's fold of its four accumulators. */
+INLINE __m512 fold4(const __m512 acc[4]) {
+    return _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+}
+
+INLINE __m256 load8(const int f16, const void *base, size_t i) {
+    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+    return _mm256_loadu_ps((const float *)base + i);
+}
+
+/* x[t] lane i <- x[i] lane t */
+INLINE void transpose8(__m256 x[8]) {
+    __m256 t[8], u[8];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]);
+    }
+    UNROLL
+    for (int h = 0; h < 8; h += 4) {
+        u[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0x44);
+        u[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0xEE);
+        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+    }
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* One term of the tails of query i at element k: x0, x1 hold element k of
+ * rows 0-7, 8-15; yk = y_i[k]. F16: s += (double)(x * y) in S[0] (rows 0-7)
+ * and S[1] (rows 8-15); F32: r = fmaf(x, y, r) in R[0], R[1]. */
+INLINE void tail_term(const int f16, __m256 x0, __m256 x1, float yk, __m512d S[2], __m256 R[2]) {
+    const __m256 y = _mm256_set1_ps(yk);
+    if (f16) {
+        S[0] = _mm512_add_pd(S[0], _mm512_cvtps_pd(_mm256_mul_ps(x0, y)));
+        S[1] = _mm512_add_pd(S[1], _mm512_cvtps_pd(_mm256_mul_ps(x1, y)));
+    } else {
+        R[0] = _mm256_fmadd_ps(x0, y, R[0]);
+        R[1] = _mm256_fmadd_ps(x1, y, R[1]);
+    }
+}
+
+/* ggml_vec_dot's sequential tails of sixteen rows for nq queries: lane r of
+ * r_i (query i's reduced body) continues, for k = lo[i] .. hi[i]-1 in order,
+ *   F16: s = (double)r; s += (double)(x_r[k] * y_i[k]); r = (float)s
+ *   F32: r = fmaf(x_r[k], y_i[k], r)
+ * with x_r[k] the cache element at off[r] + k; lo[i] is a multiple of 8.
+ * Each chain is sequential, so it is vectorized across rows: lane r performs
+ * row r's operations in row r's order, and each vector operation is the same
+ * correctly rounded IEEE operation per lane (vmulps = float *, vcvtps2pd =
+ * exact widening, vaddpd = double +, vcvtpd2ps = (float), vfmadd = fmaf), so
+ * every lane has the bits of duet_attn_head_ref's scalar loop. Rows are read
+ * eight elements at a time and transposed (shared by the queries); elements
+ * up to pad8 past hi[i] are loaded (they must lie inside the allocation) but
+ * never enter a sum. */
+INLINE void tails16(const int f16, const int nq, const void *base, const size_t off[16], const float *const y[MQ],
+                    const int lo[MQ], const int hi[MQ], __m512 r[MQ]) {
+    int k0 = 1 << 30, k1 = 0;
+    for (int i = 0; i < nq; i++)
+        if (lo[i] < hi[i]) {
+            k0 = lo[i] < k0 ? lo[i] : k0;
+            k1 = hi[i] > k1 ? hi[i] : k1;
+        }
+    if (k0 >= k1) return;
+    __m512d S[MQ][2];
+    __m256 R[MQ][2];
+    UNROLL
+    for (int i = 0; i < nq; i++) {
+        R[i][0] = _mm512_castps512_ps256(r[i]);
+        R[i][1] = _mm512_extractf32x8_ps(r[i], 1);
+        S[i][0] = _mm512_cvtps_pd(R[i][0]);
+        S[i][1] = _mm512_cvtps_pd(R[i][1]);
+    }
+    for (int c = k0; c < k1; c += 8) {
+        __m256 x0[8], x1[8];
+        UNROLL
+        for (int t = 0; t < 8; t++) {
+            x0[t] = load8(f16, base, off[t] + (size_t)c);
+            x1[t] = load8(f16, base, off[t + 8] + (size_t)c);
+        }
+        transpose8(x0);
+        transpose8(x1);
+        UNROLL
+        for (int i = 0; i < nq; i++) {
+            if (c < lo[i] || c >= hi[i]) continue;
+            if (c + 8 <= hi[i]) {
+                UNROLL
+                for (int t = 0; t < 8; t++) tail_term(f16, x0[t], x1[t], y[i][c + t], S[i], R[i]);
+            } else { /* the last, partial chunk of query i */
+                float col[2][8][8];
+                UNROLL
+                for (int t = 0; t < 8; t++) {
+                    _mm256_storeu_ps(col[0][t], x0[t]);
+                    _mm256_storeu_ps(col[1][t], x1[t]);
+                }
+                for (int t = 0; t < hi[i] - c; t++)
+                    tail_term(f16, _mm256_loadu_ps(col[0][t]), _mm256_loadu_ps(col[1][t]), y[i][c + t], S[i], R[i]);
+            }
+        }
+    }
+    UNROLL
+    for (int i = 0; i < nq; i++) {
+        if (f16) {
+            R[i][0] = _mm512_cvtpd_ps(S[i][0]);
+            R[i][1] = _mm512_cvtpd_ps(S[i][1]);
+        }
+        r[i] = _mm512_insertf32x8(_mm512_castps256_ps512(R[i][0]), R[i][1], 1);
+    }
+}
+
+/* The lanes of a 16-element chunk whose positions lie below n (n relative
+ * to the chunk's start). */
+INLINE __mmask16 below(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+INLINE void attn_heads_single(const int f16, const int nq, float *out, size_t out_stride, const float *q,
+                              size_t q_stride, const int *n_kv, const int *n_kv_pad, const duet_attn_args *a,
+                              void *scratch) {
+    const int hd = a->head_dim, hds = pad16(hd), npq = hd & ~63;
+    int n_max = 0;
+    for (int i = 0; i < nq; i++) n_max = n_kv[i] > n_max ? n_kv[i] : n_max;
+    const int wn = pad64(n_max);
+    float *qr = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63); /* (MQ, hds) */
+    float *w[MQ];                                                      /* (wn) each */
+    const float *qy[MQ];
+    for (int i = 0; i < MQ; i++) {
+        w[i] = qr + (size_t)MQ * hds + (size_t)i * wn;
+        qy[i] = qr + (size_t)i * hds;
+    }
+
+    for (int i = 0; i < nq; i++)
+        for (int d = 0; d < hd; d += 16) {
+            const __m512 x = _mm512_loadu_ps(q + (size_t)i * q_stride + d);
+            _mm512_store_ps(qr + (size_t)i * hds + d,
+                            f16 ? _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) : x);
+        }
+
+    /* scores of every query at positions below n_max, 16 at a time (the
+     * rows of a last, partial group are not computed: their lanes are 0 and
+     * land in w's padding; the tails read rows clamped to the last written
+     * one). q.k's view is head_dim long: body over npq, tail npq..hd-1. */
+    const __m512 vscale = _mm512_set1_ps(a->scale);
+    int qlo[MQ], qhi[MQ];
+    for (int i = 0; i < MQ; i++) qlo[i] = npq, qhi[i] = hd;
+    for (int j = 0; j < n_max; j += 16) {
+        __m512 X[MQ][16], R[MQ];
+        size_t off[16];
+        const int rows = n_max - j < 16 ? n_max - j : 16;
+        for (int p = 0; p < 16; p++) off[p] = (size_t)(p < rows ? j + p : n_max - 1) * a->k_stride;
+        for (int p = 0; p < 16; p++) {
+            __m512 acc[MQ][4];
+            UNROLL
+            for (int i = 0; i < nq; i++)
+                UNROLL
+                for (int s = 0; s < 4; s++) acc[i][s] = _mm512_setzero_ps();
+            if (p < rows)
+                for (int c = 0; c < npq; c += 64) {
+                    __m512 k[4];
+                    UNROLL
+                    for (int s = 0; s < 4; s++) k[s] = load16(f16, a->k, off[p] + (size_t)(c + 16 * s));
+                    UNROLL
+                    for (int i = 0; i < nq; i++)
+                        UNROLL
+                        for (int s = 0; s < 4; s++)
+                            acc[i][s] = _mm512_fmadd_ps(k[s], _mm512_load_ps(qy[i] + c + 16 * s), acc[i][s]);
+                }
+            UNROLL
+            for (int i = 0; i < nq; i++) X[i][p] = fold4(acc[i]);
+        }
+        UNROLL
+        for (int i = 0; i < nq; i++) R[i] = reduce16(X[i]);
+        if (npq < hd) tails16(f16, nq, a->k, off, qy, qlo, qhi, R);
+        UNROLL
+        for (int i = 0; i < nq; i++) _mm512_storeu_ps(w[i] + j, _mm512_mul_ps(R[i], vscale));
+    }
+    for (int i = 0; i < nq; i++) attn_softmax(f16, w[i], n_kv[i], wn);
+
+    /* outputs: query i's p.v over its view of n_kv_pad[i] positions, 16
+     * output dims at a time: body below lim[i], tail plo[i]..phi[i]-1 */
+    int lim[MQ], plo[MQ], phi[MQ], lim_max = 0, lim_min = 1 << 30;
+    for (int i = 0; i < nq; i++) {
+        plo[i] = n_kv_pad[i] & ~63;
+        phi[i] = n_kv[i];
+        lim[i] = plo[i] < phi[i] ? plo[i] : phi[i];
+        lim_max = lim[i] > lim_max ? lim[i] : lim_max;
+        lim_min = lim[i] < lim_min ? lim[i] : lim_min;
+    }
+    for (int d = 0; d < hd; d += 16) {
+        __m512 X[MQ][16], R[MQ];
+        size_t off[16];
+        for (int o = 0; o < 16; o++) off[o] = (size_t)(d + o) * a->v_stride;
+        for (int o = 0; o < 16; o++) {
+            __m512 acc[MQ][4];
+            UNROLL
+            for (int i = 0; i < nq; i++)
+                UNROLL
+                for (int s = 0; s < 4; s++) acc[i][s] = _mm512_setzero_ps();
+            /* whole blocks below every lim[i]: plain FMAs. Then the blocks
+             * holding a lim[i]: FMAs masked per query, chunks of 16 wholly
+             * past every lim[i] skipped (all their FMAs would be masked).
+             * The loads stay below the largest plo, inside the row. */
+            int c = 0;
+            for (; c + 64 <= lim_min; c += 64) {
+                __m512 v[4];
+                UNROLL
+                for (int s = 0; s < 4; s++) v[s] = load16(f16, a->v, off[o] + (size_t)(c + 16 * s));
+                UNROLL
+                for (int i = 0; i < nq; i++)
+                    UNROLL
+                    for (int s = 0; s < 4; s++)
+                        acc[i][s] = _mm512_fmadd_ps(v[s], _mm512_loadu_ps(w[i] + c + 16 * s), acc[i][s]);
+            }
+            for (; c < lim_max; c += 64)
+                UNROLL
+                for (int s = 0; s < 4; s++) {
+                    const int k = c + 16 * s;
+                    if (k >= lim_max) break;
+                    const __m512 v = load16(f16, a->v, off[o] + (size_t)k);
+                    UNROLL
+                    for (int i = 0; i < nq; i++)
+                        if (k < lim[i])
+                            acc[i][s] = _mm512_mask3_fmadd_ps(v, _mm512_loadu_ps(w[i] + k), acc[i][s], below(lim[i] - k));
+                }
+            UNROLL
+            for (int i = 0; i < nq; i++) X[i][o] = fold4(acc[i]);
+        }
+        UNROLL
+        for (int i = 0; i < nq; i++) R[i] = reduce16(X[i]);
+        tails16(f16, nq, a->v, off, (const float *const *)w, plo, phi, R);
+        UNROLL
+        for (int i = 0; i < nq; i++) _mm512_storeu_ps(out + (size_t)i * out_stride + d, R[i]);
+    }
+}
+
+void duet_attn_heads_single_avx512(float *out, size_t out_stride, const float *q, size_t q_stride, int nq,
+                                   const int *n_kv, const int *n_kv_pad, const duet_attn_args *a, void *scratch) {
+    if (nq == 1) { /* nothing to share */
+        duet_attn_args one = *a;
+        one.n_kv = n_kv[0];
+        one.n_kv_pad = n_kv_pad[0];
+        duet_attn_head_avx2(out, q, &one, scratch);
+        return;
+    }
+#define CASE(n)                                                                                             \
+    case n:                                                                                                 \
+        if (a->kv_f16) attn_heads_single(1, n, out, out_stride, q, q_stride, n_kv, n_kv_pad, a, scratch);   \
+        else attn_heads_single(0, n, out, out_stride, q, q_stride, n_kv, n_kv_pad, a, scratch);             \
+        return;
+    switch (nq) {
         CASE(2)
         CASE(3)
         CASE(4)

@@ -127,28 +127,23 @@ static void attn_run(void *ctx, int ith, int nth) {
     const attn_task *t = ctx;
     const int NH = t->m->hp.n_head, HD = t->m->hp.head_dim, QD = NH * HD;
     void *scratch = t->m->ws.att_scratch + (size_t)ith * t->m->ws.att_stride;
-    if (t->single) {
-        /* interleaved items balance the causal triangle across threads */
-        for (int item = ith; item < t->n * NH; item += nth) {
-            const int i = item / NH, h = item % NH;
-            const duet_attn_args a = attn_args(t, i, h);
-            duet_attn_head(t->att + (size_t)i * QD + (size_t)h * HD, t->q + (size_t)i * QD + (size_t)h * HD, &a, scratch);
-        }
-        return;
-    }
-    /* several tokens: items are (group, head), a group being up to
-     * DUET_ATTN_MAX_Q consecutive tokens of one sequence, so that the
-     * cache rows are loaded once per group; items interleaved as above */
+    /* items are (group, head), a group being up to DUET_ATTN_MAX_Q
+     * consecutive tokens of one sequence, so that the cache rows are loaded
+     * once per group (in either arithmetic: duet_attn_heads gives each query
+     * duet_attn_head's bits); interleaved items balance the causal triangle
+     * across threads */
     int item = 0;
     for (int i = 0, nq; i < t->n; i += nq) {
-        int n_kv[DUET_ATTN_MAX_Q];
-        for (nq = 0; nq < DUET_ATTN_MAX_Q && i + nq < t->n && t->seq[i + nq] == t->seq[i]; nq++)
+        int n_kv[DUET_ATTN_MAX_Q], n_kv_pad[DUET_ATTN_MAX_Q];
+        for (nq = 0; nq < DUET_ATTN_MAX_Q && i + nq < t->n && t->seq[i + nq] == t->seq[i]; nq++) {
             n_kv[nq] = t->pos[i + nq] + 1;
+            n_kv_pad[nq] = duet_attn_kv_pad(t->pos[i + nq], t->seq[i]->n_ctx);
+        }
         for (int h = 0; h < NH; h++, item++) {
             if (item % nth != ith) continue;
             const duet_attn_args a = attn_args(t, i, h);
             duet_attn_heads(t->att + (size_t)i * QD + (size_t)h * HD, (size_t)QD, t->q + (size_t)i * QD + (size_t)h * HD,
-                            (size_t)QD, nq, n_kv, &a, scratch);
+                            (size_t)QD, nq, n_kv, n_kv_pad, &a, scratch);
         }
     }
 }

@@ -102,22 +102,33 @@ void duet_attn_head(float *out /* (head_dim) */, const float *q /* (head_dim) */
                     const duet_attn_args *a, void *scratch);
 void duet_attn_head_ref(float *out, const float *q, const duet_attn_args *a, void *scratch);
 /* nq <= DUET_ATTN_MAX_Q queries of one head over the same cache (tokens of
- * one sequence), in the several-token arithmetic (a->single must be 0): query
- * i sees positions 0..n_kv[i]-1 and its output is exactly duet_attn_head's
- * with a->n_kv = n_kv[i]; a->n_kv is not used. Every position below the
- * largest n_kv[i] must be written in the cache. The AVX-512 path loads each
- * K row and V^T row once for all the queries. */
+ * one sequence): query i sees positions 0..n_kv[i]-1 (and, in the one-token
+ * arithmetic, a->single, llama.cpp's view of n_kv_pad[i] >= n_kv[i]
+ * positions; n_kv_pad may be NULL when a->single is 0), and its output is
+ * exactly duet_attn_head's with a->n_kv = n_kv[i], a->n_kv_pad = n_kv_pad[i];
+ * a->n_kv and a->n_kv_pad are not used. Every position below the largest
+ * n_kv[i] must be written in the cache. The AVX-512 paths load each K row and
+ * V^T row once for all the queries. */
 void duet_attn_heads(float *out /* (nq, out_stride) */, size_t out_stride, const float *q /* (nq, q_stride) */,
-                     size_t q_stride, int nq, const int *n_kv /* (nq) */, const duet_attn_args *a, void *scratch);
+                     size_t q_stride, int nq, const int *n_kv /* (nq) */, const int *n_kv_pad /* (nq) or NULL */,
+                     const duet_attn_args *a, void *scratch);
 
 /* AVX2 twins (ops_avx2.c, attention_avx2.c); call only when duet_model_simd() is set. */
 void duet_swiglu_avx2(float *y, const float *g, const float *u, int n);
 void duet_attn_head_avx2(float *out, const float *q, const duet_attn_args *a, void *scratch);
-/* AVX-512 twin of duet_attn_heads (attention_avx512.c); call only when
+/* AVX-512 twin of duet_attn_heads in the several-token arithmetic
+ * (a->single == 0; attention_avx512.c); call only when
  * duet_simd_level() >= 2 and head_dim % 16 == 0. */
 void duet_attn_heads_avx512(float *out /* (nq, out_stride) */, size_t out_stride,
                             const float *q /* (nq, q_stride) */, size_t q_stride, int nq,
                             const int *n_kv /* (nq) */, const duet_attn_args *a, void *scratch);
+/* The same for the one-token arithmetic (a->single == 1; duet_attn_head's
+ * bits query by query): call only when duet_simd_level() >= 2 and
+ * head_dim % 16 == 0. */
+void duet_attn_heads_single_avx512(float *out /* (nq, out_stride) */, size_t out_stride,
+                                   const float *q /* (nq, q_stride) */, size_t q_stride, int nq,
+                                   const int *n_kv /* (nq) */, const int *n_kv_pad /* (nq) */,
+                                   const duet_attn_args *a, void *scratch);
 /* 1 when the AVX2 paths may run (CPU features and duet_simd_level() >= 1). */
 int duet_model_simd(void);
 
