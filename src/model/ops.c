@@ -38,6 +38,12 @@ static inline void rotate(float *a, float *b, float c, float s) {
 }
 
 void duet_rope_apply(float *x, const float *cs, int n_rot, int neox) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (duet_model_simd()) {
+        duet_rope_apply_avx2(x, cs, n_rot, neox);
+        return;
+    }
+#endif
     if (neox) {
         const int half = n_rot / 2;
         for (int i0 = 0; i0 < n_rot; i0 += 2) rotate(&x[i0 / 2], &x[i0 / 2 + half], cs[i0], cs[i0 + 1]);

@@ -115,6 +115,7 @@ void duet_attn_heads(float *out /* (nq, out_stride) */, size_t out_stride, const
 
 /* AVX2 twins (ops_avx2.c, attention_avx2.c); call only when duet_model_simd() is set. */
 void duet_swiglu_avx2(float *y, const float *g, const float *u, int n);
+void duet_rope_apply_avx2(float *x, const float *cs, int n_rot, int neox);
 void duet_attn_head_avx2(float *out, const float *q, const duet_attn_args *a, void *scratch);
 /* AVX-512 twin of duet_attn_heads in the several-token arithmetic
  * (a->single == 0; attention_avx512.c); call only when

@@ -23,3 +23,20 @@ void duet_swiglu_avx2(float *y, const float *g, const float *u, int n) {
     }
     for (; i < n; i++) y[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
+
+/* duet_rope_apply's rotation, compiled with FMA: fmaf becomes one vfmadd
+ * (exactly fused, so the same bits) instead of a libm call per product. */
+static inline void rotate_fma(float *a, float *b, float c, float s) {
+    const float x0 = *a, x1 = *b;
+    *a = __builtin_fmaf(x0, c, -(x1 * s));
+    *b = __builtin_fmaf(x0, s, x1 * c);
+}
+
+void duet_rope_apply_avx2(float *x, const float *cs, int n_rot, int neox) {
+    if (neox) {
+        const int half = n_rot / 2;
+        for (int i0 = 0; i0 < n_rot; i0 += 2) rotate_fma(&x[i0 / 2], &x[i0 / 2 + half], cs[i0], cs[i0 + 1]);
+    } else {
+        for (int i0 = 0; i0 < n_rot; i0 += 2) rotate_fma(&x[i0], &x[i0 + 1], cs[i0], cs[i0 + 1]);
+    }
+}
