@@ -417,7 +417,7 @@ Test(matmul, repacked_weights_match_llama_cpp_arithmetic) {
     cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q4_0, 256, 40), 0, "40 rows are not whole groups of 16");
     cr_assert_eq(duet_repack_bytes(DUET_TYPE_Q8_0, 256, 48), 0, "Q8_0 has no repacked layout");
     const duet_type types[] = {DUET_TYPE_Q4_0, DUET_TYPE_Q4_K, DUET_TYPE_F16};
-    const int64_t ms[] = {1, 2, 3, 4, 5, 7, 9}, n_ins[] = {256, 768};
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, n_ins[] = {256, 768};
     for (int nt = 1; nt <= 2; nt++) {
         duet_pool *pool = duet_pool_new(nt);
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
@@ -452,6 +452,44 @@ Test(matmul, repacked_weights_match_llama_cpp_arithmetic) {
                         free(packed);
                         free_problem(&p);
                     }
+        duet_pool_free(pool);
+    }
+}
+
+/* The F16 R16 kernel's passes (core/repack_avx512.c: G row groups x C
+ * tokens, G chosen by C, a block of up to 9 tokens in one pass, more in
+ * passes of equal size; two k per step with one left over at odd n_in;
+ * chunks of whole passes per thread) keep the fma chain over k of every
+ * (row, token) whatever the shape: every m up to 13, odd n_in, group counts
+ * that leave every remainder of G = 3 and 4 (n_out 16 .. 592 = 37 groups),
+ * 1 and 2 threads. */
+Test(matmul, repacked_f16_any_shape_is_the_fma_chain) {
+    if (duet_simd_level() < DUET_SIMD_AVX512) cr_skip_test("the repacked layouts are AVX-512 ones");
+    const int64_t n_ins[] = {1, 2, 129, 384}, n_outs[] = {16, 32, 48, 80, 208, 592};
+    for (int nt = 1; nt <= 2; nt++) {
+        duet_pool *pool = duet_pool_new(nt);
+        for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++)
+            for (size_t no = 0; no < sizeof n_outs / sizeof n_outs[0]; no++)
+                for (int64_t m = 1; m <= 13; m++) {
+                    problem p = make_problem(DUET_TYPE_F16, m, n_ins[ni], n_outs[no]);
+                    const size_t bytes = duet_repack_bytes(p.wt, p.n_in, p.n_out);
+                    cr_assert_gt(bytes, 0);
+                    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+                    cr_assert_eq(duet_repack(p.wt, p.w, p.n_in, p.n_out, packed), 0);
+                    float *y = malloc(sizeof(float) * (size_t)(p.m * p.n_out));
+                    duet_matmul_packed(pool, y, p.wt, p.w, packed, p.x, p.m, p.n_in, p.n_out, 1);
+                    for (int64_t t = 0; t < p.m; t++)
+                        for (int64_t o = 0; o < p.n_out; o++) {
+                            const float got = y[t * p.n_out + o];
+                            const float ref = fma_chain(p.wd + o * p.n_in, p.xd + t * p.n_in, p.n_in);
+                            cr_assert(got == ref, "F16 m %ld n_in %ld n_out %ld threads %d: y[%ld][%ld] = %.9g, "
+                                      "fma chain %.9g", (long)p.m, (long)p.n_in, (long)p.n_out, nt, (long)t,
+                                      (long)o, got, ref);
+                        }
+                    free(y);
+                    free(packed);
+                    free_problem(&p);
+                }
         duet_pool_free(pool);
     }
 }

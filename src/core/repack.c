@@ -157,9 +157,12 @@ void duet_matmul_packed(duet_pool *pool, float *y, duet_type wt, const void *w, 
     }
     const int nth = duet_pool_size(pool);
     const int64_t groups = n_out / R16_ROWS;
-    /* F16 takes whole sets of 4 groups (its kernel's unit) */
-    const int64_t unit = wt == DUET_TYPE_F16 ? 4 : 1;
-    j.chunk = (groups / ((int64_t)nth * 4) + unit - 1) / unit * unit;
+    /* F16 takes whole passes of its kernel (a narrower pass at a chunk's
+     * end shares each x broadcast among fewer groups and has fewer chains) */
+    const int64_t unit = wt == DUET_TYPE_F16 ? duet_r16_f16_groups(m) : 1;
+    /* one thread: the whole matrix as one chunk (nothing to balance, and
+     * no locked add per chunk on the draft model's small matrices) */
+    j.chunk = nth == 1 ? groups : (groups / ((int64_t)nth * 4) + unit - 1) / unit * unit;
     if (j.chunk < unit) j.chunk = unit;
     atomic_init(&j.next, 0);
     if (nth == 1 || groups <= j.chunk) duet_r16_gemv_task_avx512(&j, 0, 1);

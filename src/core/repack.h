@@ -68,4 +68,8 @@ typedef struct {
 
 void duet_r16_gemv_task_avx512(void *job, int ith, int nth);
 
+/* Row groups per pass of the F16 kernel for m tokens: chunks of that many
+ * groups keep every pass at full width (repack.c). */
+int duet_r16_f16_groups(int64_t m);
+
 #endif

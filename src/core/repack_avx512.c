@@ -114,64 +114,133 @@ static ALWAYS_INLINE void group_q4_k(const duet_r16_job *j, int64_t g, int64_t t
         _mm512_storeu_ps(j->y + (t0 + c) * j->n_out + g * R16_ROWS, _mm512_sub_ps(acc[c], accm[c]));
 }
 
-/* F16: G groups of 16 rows (G <= 4) x C tokens, one FMA chain per (row,
- * token) over k; G * C independent chains hide the FMA latency. */
+/* F16: G groups of 16 rows x C tokens, one FMA chain per (row, token) over
+ * k = 0, 1, ... in order (acc[c][gi] lane r: row 16 (g0 + gi) + r, token
+ * t0 + c), so a token's bits do not depend on C, G or the tokens beside it.
+ * A whole verification block (up to F16_MAXC tokens) goes through in one
+ * pass: each weight is converted once per block and its FMAs overlap the
+ * stream of weights from L3, where with passes of <= 4 tokens the second
+ * pass converted every weight again after the first had waited on memory
+ * (8 tokens cost 2x 4 tokens; now ~1.5x, at one thread on the 31.5 MB
+ * model). */
+#define F16_MAXC 9
+#define F16_MAXG 4
+/* The L2 streamer already brings the weights in from L3 ahead of the loop:
+ * the prefetch only has to cover L2 -> L1, and a longer distance mostly
+ * lands past the group (in the weights of another stream, or past the
+ * matrix: 4 KB per group at n_in = 128). 512 measured best at n_in 128..1024
+ * (2048 was ~10% slower on the draft model's matrices). */
+#define F16_PF_DIST 512
+
+static ALWAYS_INLINE void f16_step(const uint16_t *const *w, const float *const *x, int64_t k, const int G,
+                                   const int C, __m512 acc[F16_MAXC][F16_MAXG]) {
+    __m512 wv[F16_MAXG];
+    #pragma GCC unroll 4
+    for (int gi = 0; gi < G; gi++) wv[gi] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w[gi] + k * R16_ROWS)));
+    #pragma GCC unroll 9
+    for (int c = 0; c < C; c++) {
+        const __m512 xb = _mm512_set1_ps(x[c][k]);
+        #pragma GCC unroll 4
+        for (int gi = 0; gi < G; gi++) acc[c][gi] = _mm512_fmadd_ps(wv[gi], xb, acc[c][gi]);
+    }
+}
+
 static ALWAYS_INLINE void groups_f16(const duet_r16_job *j, int64_t g0, const int G, int64_t t0, const int C) {
     const int64_t n = j->n_in;
-    const uint16_t *w[4];
-    const float *x[MAXC];
+    const uint16_t *w[F16_MAXG];
+    const float *x[F16_MAXC];
     #pragma GCC unroll 4
     for (int gi = 0; gi < G; gi++) w[gi] = (const uint16_t *)j->w + (size_t)(g0 + gi) * (size_t)n * R16_ROWS;
-    #pragma GCC unroll 4
+    #pragma GCC unroll 9
     for (int c = 0; c < C; c++) x[c] = (const float *)j->xq + (t0 + c) * n;
-    __m512 acc[MAXC][4];
-    #pragma GCC unroll 4
+    __m512 acc[F16_MAXC][F16_MAXG];
+    #pragma GCC unroll 9
     for (int c = 0; c < C; c++)
         #pragma GCC unroll 4
         for (int gi = 0; gi < G; gi++) acc[c][gi] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < n; k++) {
-        if (!(k & 1))
+    int64_t k = 0;
+    if (G * C <= 16) {
+        /* few chains: two k per iteration, one prefetch per group for the
+         * 64 bytes of both, no branch (the loop overhead is felt here) */
+        for (; k + 2 <= n; k += 2) {
             #pragma GCC unroll 4
-            for (int gi = 0; gi < G; gi++) _mm_prefetch((const char *)(w[gi] + k * R16_ROWS) + PF_DIST, _MM_HINT_T0);
-        __m512 wv[4];
-        #pragma GCC unroll 4
-        for (int gi = 0; gi < G; gi++) wv[gi] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w[gi] + k * R16_ROWS)));
-        #pragma GCC unroll 4
-        for (int c = 0; c < C; c++) {
-            const __m512 xb = _mm512_set1_ps(x[c][k]);
+            for (int gi = 0; gi < G; gi++)
+                _mm_prefetch((const char *)(w[gi] + k * R16_ROWS) + F16_PF_DIST, _MM_HINT_T0);
+            f16_step(w, x, k, G, C, acc);
+            f16_step(w, x, k + 1, G, C, acc);
+        }
+    } else {
+        /* up to 27 accumulators: one k per iteration, as unrolled GCC
+         * spills some of them to the stack; the loop overhead is small
+         * beside G * C FMAs, and a prefetch per k costs only a load slot */
+        for (; k < n; k++) {
             #pragma GCC unroll 4
-            for (int gi = 0; gi < G; gi++) acc[c][gi] = _mm512_fmadd_ps(wv[gi], xb, acc[c][gi]);
+            for (int gi = 0; gi < G; gi++)
+                _mm_prefetch((const char *)(w[gi] + k * R16_ROWS) + F16_PF_DIST, _MM_HINT_T0);
+            f16_step(w, x, k, G, C, acc);
         }
     }
-    #pragma GCC unroll 4
+    if (k < n) f16_step(w, x, k, G, C, acc); /* odd n_in, unrolled */
+    #pragma GCC unroll 9
     for (int c = 0; c < C; c++)
         #pragma GCC unroll 4
         for (int gi = 0; gi < G; gi++) _mm512_storeu_ps(j->y + (t0 + c) * j->n_out + (g0 + gi) * R16_ROWS, acc[c][gi]);
 }
 
-#define BY_GC(G, C)                                   \
-    switch (C) {                                      \
-    case 1: groups_f16(j, g, G, t0, 1); break;        \
-    case 2: groups_f16(j, g, G, t0, 2); break;        \
-    case 3: groups_f16(j, g, G, t0, 3); break;        \
-    default: groups_f16(j, g, G, t0, 4); break;       \
+/* Tokens per pass: all of them up to F16_MAXC; more (not a verification
+ * block) in as few passes as possible, of equal size. */
+static int64_t f16_per_pass(int64_t m) {
+    const int64_t npass = (m + F16_MAXC - 1) / F16_MAXC;
+    return (m + npass - 1) / npass;
+}
+
+/* Row groups per pass for passes of up to C tokens: the most that keep the
+ * G * C accumulators, G weights and a broadcast in registers (6 * 4 + 4 + 1
+ * = 29, 9 * 3 + 3 + 1 = 31 zmm), but not more than 4: once G * C chains
+ * cover the FMA latency the loop is bound by the ports that vcvtph2ps (2
+ * uops) and the FMAs share, 1.5 cycles per 16 weights at one token (G = 8
+ * measured no faster there), and a wider G only makes the per-thread chunks
+ * (multiples of G, repack.c) coarser. */
+#define F16_G(C) ((C) <= 6 ? 4 : 3)
+
+int duet_r16_f16_groups(int64_t m) { return F16_G(f16_per_pass(m)); }
+
+/* One function per C, G a switch inside (default: the full F16_G(C); 1..3
+ * are the narrower passes at a chunk's end): every (G <= F16_G(C), C) shape
+ * is compiled with its loops unrolled and its accumulators in registers. */
+#define F16_PASS(C)                                                                        \
+    static void pass_f16_##C(const duet_r16_job *j, int64_t g, int G, int64_t t0) {       \
+        switch (G) {                                                                       \
+        case 1: groups_f16(j, g, 1, t0, C); break;                                         \
+        case 2: groups_f16(j, g, 2, t0, C); break;                                         \
+        case 3: groups_f16(j, g, 3, t0, C); break;                                         \
+        default: groups_f16(j, g, F16_G(C), t0, C); break;                                 \
+        }                                                                                  \
     }
+F16_PASS(1)
+F16_PASS(2)
+F16_PASS(3)
+F16_PASS(4)
+F16_PASS(5)
+F16_PASS(6)
+F16_PASS(7)
+F16_PASS(8)
+F16_PASS(9)
 
 static void task_f16(duet_r16_job *j) {
+    static void (*const pass[F16_MAXC + 1])(const duet_r16_job *, int64_t, int, int64_t) = {
+        NULL, pass_f16_1, pass_f16_2, pass_f16_3, pass_f16_4, pass_f16_5, pass_f16_6, pass_f16_7, pass_f16_8, pass_f16_9};
     const int64_t groups = j->n_out / R16_ROWS;
+    const int64_t per = f16_per_pass(j->m);
+    const int G = F16_G(per); /* also fits the last, shorter pass */
     for (;;) {
         const int64_t g0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
         if (g0 >= groups) break;
         const int64_t g1 = g0 + j->chunk < groups ? g0 + j->chunk : groups;
-        for (int64_t g = g0; g < g1; g += 4)
-            for (int64_t t0 = 0; t0 < j->m; t0 += MAXC) {
-                const int C = (int)(j->m - t0 < MAXC ? j->m - t0 : MAXC);
-                switch (g1 - g < 4 ? g1 - g : 4) {
-                case 1: BY_GC(1, C) break;
-                case 2: BY_GC(2, C) break;
-                case 3: BY_GC(3, C) break;
-                default: BY_GC(4, C) break;
-                }
+        for (int64_t g = g0; g < g1; g += G)
+            for (int64_t t0 = 0; t0 < j->m; t0 += per) {
+                const int C = (int)(j->m - t0 < per ? j->m - t0 : per);
+                pass[C](j, g, (int)(g1 - g < G ? g1 - g : G), t0);
             }
     }
 }
