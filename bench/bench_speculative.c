@@ -5,8 +5,11 @@
  *
  * Every configuration runs on the same prompts right after the baseline for
  * that prompt (side by side, so machine noise hits both alike); the figure per
- * configuration is total tokens / total seconds over all prompts, and the
- * speedup is the ratio to the baseline's. Prints one JSON object. */
+ * configuration is generated tokens / decode seconds over all prompts, and the
+ * speedup is the ratio to the baseline's. Decode seconds start after the
+ * target's prompt eval, which is the same with or without a draft (its
+ * seconds are reported as prefill_s); the draft's own prompt eval counts as
+ * decode time. Prints one JSON object. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -103,8 +106,9 @@ typedef struct {
     int use_model, use_ngram, k, adaptive; /* k = 0 with no source: baseline */
     duet_spec_adapt learned_model, learned_ngram; /* adaptive estimates kept across prompts */
     int learned_init;
-    /* totals over prompts */
-    double seconds;
+    /* totals over prompts: decode seconds (after the target's prompt eval,
+     * which is the same with or without speculation) and prefill seconds */
+    double seconds, prefill_seconds;
     long tokens, drafted, accepted, rounds_with_draft;
     long drafted_at[DUET_SPEC_KMAX], accepted_at[DUET_SPEC_KMAX];
 } config;
@@ -122,10 +126,12 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
     duet_sampler *s = make_sampler(temp, seed, tl.n_vocab);
     duet_rollback(ts, 0);
     duet_rollback(ds, 0);
-    double t0 = now_s();
     int rc;
+    double prefill = 0, decode = 0;
     if (!c->use_model && !c->use_ngram) {
-        rc = duet_generate(&tl, s, pr->ids, pr->n, n_new, NULL, NULL, NULL, err);
+        duet_gen_stats gs;
+        rc = duet_generate(&tl, s, pr->ids, pr->n, n_new, NULL, NULL, &gs, err);
+        prefill = gs.t_prefill, decode = gs.t_decode;
     } else {
         duet_spec_params sp = duet_spec_default_params();
         sp.use_model = c->use_model, sp.use_ngram = c->use_ngram;
@@ -140,62 +146,84 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
         }
         duet_spec_stats st;
         rc = duet_speculative_generate(&tl, &dl, s, &sp, pr->ids, pr->n, n_new, NULL, NULL, &st, err);
+        prefill = st.t_prefill, decode = st.t_total - st.t_prefill; /* the draft's prompt catch-up is decode time */
         if (rc >= 0) {
             c->drafted += st.drafted, c->accepted += st.accepted, c->rounds_with_draft += st.drafted_at[0];
             for (int i = 0; i < DUET_SPEC_KMAX; i++) c->drafted_at[i] += st.drafted_at[i], c->accepted_at[i] += st.accepted_at[i];
         }
     }
-    double dt = now_s() - t0;
     duet_sampler_free(s);
     if (rc < 0) return rc;
-    c->seconds += dt;
+    c->seconds += decode;
+    c->prefill_seconds += prefill;
     c->tokens += rc;
     return 0;
 }
 
-/* Median seconds of a verification-style eval of `block` tokens (logits of
- * every position, decode-consistent as the speculative loop runs it) after a
- * context of `ctx` tokens: the middle of a request (prompt + half the new
- * tokens), since attention's share of a block grows with the context. */
-static double block_cost(duet_seq *s, int block, int ctx, int reps) {
+static double median(double *t, int n) {
+    for (int i = 0; i < n; i++) /* insertion sort: n is small */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { double x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+    return t[n / 2];
+}
+
+/* Costs of one round of draft length k as the speculative loop runs it:
+ * k one-token draft evals, then a decode-consistent eval of the k+1-token
+ * block with logits at every position, after a context of `ctx` tokens (the
+ * middle of a request: attention's share grows with the context). The two
+ * alternate as in the loop, so each finds the caches the other left (the
+ * target streams its weights through L2, the draft then reads its own from
+ * L3). k = 0 is plain decoding: the target alone, one token. Medians over
+ * reps; *t_draft gets seconds per draft token. */
+static double round_cost(duet_seq *ts, duet_seq *ds, int k, int ctx, int reps, double *t_draft) {
     int32_t tok[PROMPT_TOKENS + 256 + DUET_SPEC_KMAX + 1];
     if (ctx > PROMPT_TOKENS + 256) ctx = PROMPT_TOKENS + 256;
-    for (int i = 0; i < ctx + block; i++) tok[i] = 10 + i % 64;
-    int nv = duet_model_n_vocab(duet_seq_model(s));
-    float *logits = malloc(sizeof(float) * (size_t)nv * (size_t)block); /* (block, n_vocab) */
-    double t[32];
+    for (int i = 0; i < ctx + k + 1; i++) tok[i] = 10 + i % 64;
+    int nv = duet_model_n_vocab(duet_seq_model(ts));
+    float *logits = malloc(sizeof(float) * (size_t)nv * (size_t)(k + 1)); /* (k+1, n_vocab) */
+    double tt[32], td[32];
+    duet_rollback(ts, 0);
+    duet_rollback(ds, 0);
+    duet_eval(ts, tok, ctx, NULL, 0, NULL);
+    duet_eval(ds, tok, ctx, NULL, 0, NULL);
+    duet_seq_set_decode_consistent(ts, 1);
     for (int r = 0; r < reps; r++) {
-        duet_rollback(s, 0);
-        duet_seq_set_decode_consistent(s, 0);
-        duet_eval(s, tok, ctx, NULL, 0, NULL);
-        duet_seq_set_decode_consistent(s, 1);
         double t0 = now_s();
-        duet_eval(s, tok + ctx, block, logits, block, NULL);
-        t[r] = now_s() - t0;
+        for (int i = 0; i < k; i++) duet_eval(ds, tok + ctx + i, 1, logits, 1, NULL);
+        double t1 = now_s();
+        duet_eval(ts, tok + ctx, k + 1, logits, k + 1, NULL);
+        double t2 = now_s();
+        duet_rollback(ts, ctx);
+        duet_rollback(ds, ctx);
+        td[r] = k ? (t1 - t0) / k : 0;
+        tt[r] = t2 - t1;
     }
-    duet_seq_set_decode_consistent(s, 0);
+    duet_seq_set_decode_consistent(ts, 0);
     free(logits);
-    for (int i = 0; i < reps; i++) /* insertion sort: reps is small */
-        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { double x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
-    return t[reps / 2];
+    if (t_draft) *t_draft = median(td, reps);
+    return median(tt, reps);
 }
 
 int main(int argc, char **argv) {
     const char *target = NULL, *draft = NULL, *valid = NULL, *foreign = NULL;
-    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--target")) target = argv[i + 1];
-        else if (!strcmp(argv[i], "--draft")) draft = argv[i + 1];
-        else if (!strcmp(argv[i], "--valid")) valid = argv[i + 1];
-        else if (!strcmp(argv[i], "--foreign")) foreign = argv[i + 1];
-        else if (!strcmp(argv[i], "--prompts")) n_prompts = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--hostile")) n_hostile = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "-n")) n_new = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
+    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0, costs_only = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--costs-only")) { costs_only = 1; continue; }
+        if (i + 1 >= argc) { target = NULL; break; } /* an option without its value: usage */
+        const char *v = argv[++i];
+        if (!strcmp(a, "--target")) target = v;
+        else if (!strcmp(a, "--draft")) draft = v;
+        else if (!strcmp(a, "--valid")) valid = v;
+        else if (!strcmp(a, "--foreign")) foreign = v;
+        else if (!strcmp(a, "--prompts")) n_prompts = atoi(v);
+        else if (!strcmp(a, "--hostile")) n_hostile = atoi(v);
+        else if (!strcmp(a, "-n")) n_new = atoi(v);
+        else if (!strcmp(a, "-t")) threads = atoi(v);
     }
     if (!target || !draft || !valid || !foreign || n_prompts > MAX_PROMPTS || n_hostile > MAX_PROMPTS) {
         fprintf(stderr, "usage: bench_speculative --target LLM --draft SLM --valid valid.txt --foreign TEXT "
-                        "[--prompts 50] [--hostile 20] [-n 128] [-t N]\n");
+                        "[--prompts 50] [--hostile 20] [-n 128] [-t N] [--costs-only]\n"
+                        "  --costs-only  print the round costs (draft token, target blocks) on stderr and stop\n");
         return 2;
     }
     duet_err err = {0};
@@ -222,9 +250,10 @@ int main(int argc, char **argv) {
     /* costs: target blocks of 1..9 tokens, one draft token */
     double t_block[DUET_SPEC_KMAX + 2];
     const int cost_ctx = PROMPT_TOKENS + n_new / 2;
-    for (int b = 1; b <= 9; b++) t_block[b] = block_cost(ts, b, cost_ctx, 15);
-    double t_draft1 = block_cost(ds, 1, cost_ctx, 15);
-    if (getenv("DUET_BENCH_COSTS_ONLY")) {
+    double t_draft_k[DUET_SPEC_KMAX + 1];
+    for (int b = 1; b <= 9; b++) t_block[b] = round_cost(ts, ds, b - 1, cost_ctx, 21, &t_draft_k[b - 1]);
+    double t_draft1 = median(t_draft_k + 1, 8); /* one draft token, over rounds of 1..8 drafts */
+    if (costs_only) {
         fprintf(stderr, "context %d: draft/target %.3f; blocks:", cost_ctx, t_draft1 / t_block[1]);
         for (int b = 1; b <= 9; b++) fprintf(stderr, " %.2f", t_block[b] / t_block[1]);
         fprintf(stderr, "; target 1-token %.3f ms\n", t_block[1] * 1e3);
@@ -275,6 +304,8 @@ int main(int argc, char **argv) {
                 double tps = cfg[c].tokens / cfg[c].seconds;
                 cJSON_AddNumberToObject(r, "tok_s", tps);
                 cJSON_AddNumberToObject(r, "speedup", tps / base);
+                cJSON_AddNumberToObject(r, "prefill_s", cfg[c].prefill_seconds);
+                cJSON_AddNumberToObject(r, "decode_s", cfg[c].seconds);
                 double alpha = cfg[c].drafted ? (double)cfg[c].accepted / cfg[c].drafted : 0;
                 cJSON_AddNumberToObject(r, "acceptance", alpha);
                 cJSON_AddNumberToObject(r, "mean_accepted", cfg[c].rounds_with_draft ? (double)cfg[c].accepted / cfg[c].rounds_with_draft : 0);
