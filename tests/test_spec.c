@@ -140,6 +140,25 @@ Test(spec, adaptive_choice_follows_costs_and_acceptance) {
     cr_assert_eq(duet_spec_adapt_choose_k(&a), want);
 }
 
+/* A fresh estimate tries every length 0..k_max once (each block size gets a
+ * measured cost) before it chooses by the formula. */
+Test(spec, adaptive_explores_every_length_first) {
+    duet_spec_adapt a;
+    duet_spec_adapt_init(&a, 5);
+    cr_assert_eq(duet_spec_adapt_choose_k(&a), 4, "no draft cost yet: a middle length");
+    duet_spec_adapt_observe_draft(&a, 4, 0.001 * 4);
+    duet_spec_adapt_observe_target(&a, 5, 0.012);
+    duet_spec_adapt_observe_accept(&a, 4, 4);
+    for (int want = 0; want <= 5; want++) {
+        if (want == 4) continue; /* block of 5: measured above */
+        cr_assert_eq(duet_spec_adapt_choose_k(&a), want);
+        duet_spec_adapt_observe_target(&a, want + 1, 0.010 + 0.0005 * want);
+        if (want) duet_spec_adapt_observe_accept(&a, want, want);
+    }
+    /* all measured, near-certain acceptance, cheap draft: the longest */
+    cr_assert_eq(duet_spec_adapt_choose_k(&a), 5);
+}
+
 /* Acceptance that depends on the position: rounds of 8 drafts alternately
  * keep 1 and all 8, so alpha_0 = 1, alpha_1 = 1/2 and alpha_2.. = 1. The
  * expected tokens grow by 1/2 per extra draft and a cheap draft should draft

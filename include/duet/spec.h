@@ -62,6 +62,7 @@ typedef struct duet_spec_adapt {
     double t_target[DUET_SPEC_KMAX + 2];    /* decayed sum of seconds per block size */
     double n_target[DUET_SPEC_KMAX + 2];
     int rounds;
+    int choices;                            /* calls of choose_k after exploring */
 } duet_spec_adapt;
 
 void duet_spec_adapt_init(duet_spec_adapt *a, int k_max);
@@ -80,7 +81,9 @@ double duet_spec_adapt_draft_cost(const duet_spec_adapt *a);
 double duet_spec_expected_tokens(double alpha, int g);
 /* Predicted speedup over the target alone for draft length g. */
 double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t_target1, double t_target_block);
-int duet_spec_adapt_choose_k(const duet_spec_adapt *a);
+/* The length for the next round: every block size is tried once first, then
+ * the best by E(g) / cost(g), with a neighbour of the best every 24th call. */
+int duet_spec_adapt_choose_k(duet_spec_adapt *a);
 
 #ifdef __cplusplus
 }

@@ -92,15 +92,28 @@ double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t
     return cost > 0 ? duet_spec_expected_tokens(alpha, g) * t_target1 / cost : 1;
 }
 
-int duet_spec_adapt_choose_k(const duet_spec_adapt *a) {
-    double t1 = duet_spec_adapt_target_cost(a, 1), td = duet_spec_adapt_draft_cost(a);
-    /* Until both costs are measured, speculate at a middle length to learn them. */
-    if (t1 <= 0 || a->n_draft == 0) return a->k_max < 4 ? a->k_max : 4;
+int duet_spec_adapt_choose_k(duet_spec_adapt *a) {
+    /* Until the draft's cost is known (a model drafter's first round; an
+     * n-gram drafter costs nothing measurable), draft at a middle length. */
+    if (a->n_draft == 0) return a->k_max < 4 ? a->k_max : 4;
+    /* Try every block size once before choosing: a cost extrapolated from
+     * other sizes can be off by 2x (a block's cost jumps where the matmul
+     * kernels need a second pass), and a wrong guess is never corrected if
+     * that size is never chosen. */
+    for (int b = 1; b <= a->k_max + 1; b++)
+        if (a->n_target[b] == 0) return b - 1;
+    double td = duet_spec_adapt_draft_cost(a), t1 = duet_spec_adapt_target_cost(a, 1);
     int best = 0;
     double best_rate = 1.0 / t1;
     for (int g = 1; g <= a->k_max; g++) {
         double rate = duet_spec_adapt_expected_tokens(a, g) / (g * td + duet_spec_adapt_target_cost(a, g + 1));
         if (rate > best_rate) best_rate = rate, best = g;
+    }
+    /* Now and then a neighbour of the best, so that the costs beside it and
+     * the acceptance one position further stay current as the text changes. */
+    if (++a->choices % 24 == 0) {
+        const int alt = (a->choices / 24) % 2 ? best + 1 : best - 1;
+        if (alt >= 0 && alt <= a->k_max) return alt;
     }
     return best;
 }

@@ -43,23 +43,30 @@ typedef struct {
 
 /* Brings the draft's cache up to hist (all of it) and leaves the logits of
  * the last token in s->dlog. */
-static int draft_catch_up(spec_state *s, duet_err *err) {
+static int draft_catch_up(spec_state *s, double *seconds, duet_err *err) {
     int n = s->n_hist - s->d_seen;
     double t0 = now_s();
     int rc = duet_lm_eval(s->draft, s->hist + s->d_seen, n, s->dlog, 1, err);
     s->st->draft_evals++;
-    s->st->t_draft += now_s() - t0;
+    *seconds = now_s() - t0;
+    s->st->t_draft += *seconds;
     if (rc < 0) return rc;
     s->d_seen = s->n_hist;
-    return 0;
+    return n;
 }
 
 /* Draws up to k tokens from the draft model into out, their distributions
  * into s->q. The last drafted token is not fed to the draft (it may be
  * rejected); the caller accounts for that through d_seen. */
 static int draft_with_model(spec_state *s, int k, int32_t *out, duet_err *err) {
-    int rc = draft_catch_up(s, err);
+    double t_catch = 0;
+    int rc = draft_catch_up(s, &t_catch, err);
     if (rc < 0) return rc;
+    /* Every round starts by feeding the draft the token(s) it has not seen:
+     * the correction or bonus token (and the last accepted draft), a real
+     * cost of each round that the adaptive choice must weigh. The first
+     * round's catch-up is the whole prompt, a one-off: left out. */
+    const double t_steady = rc <= 2 ? t_catch : 0;
     double t0 = now_s();
     int n = 0;
     for (; n < k; n++) {
@@ -79,7 +86,7 @@ static int draft_with_model(spec_state *s, int k, int32_t *out, duet_err *err) {
     }
     double dt = now_s() - t0;
     s->st->t_draft += dt;
-    duet_spec_adapt_observe_draft(s->adapt_model, n, dt);
+    duet_spec_adapt_observe_draft(s->adapt_model, n, dt + t_steady);
     return n;
 }
 
