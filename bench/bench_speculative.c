@@ -166,41 +166,47 @@ static double median(double *t, int n) {
     return t[n / 2];
 }
 
-/* Costs of one round of draft length k as the speculative loop runs it:
- * k one-token draft evals, then a decode-consistent eval of the k+1-token
- * block with logits at every position, after a context of `ctx` tokens (the
- * middle of a request: attention's share grows with the context). The two
- * alternate as in the loop, so each finds the caches the other left (the
- * target streams its weights through L2, the draft then reads its own from
- * L3). k = 0 is plain decoding: the target alone, one token. Medians over
- * reps; *t_draft gets seconds per draft token. */
-static double round_cost(duet_seq *ts, duet_seq *ds, int k, int ctx, int reps, double *t_draft) {
+/* Costs of rounds as the speculative loop runs them: k one-token draft
+ * evals, then a decode-consistent eval of the k+1-token block with logits at
+ * every position, after a context of `ctx` tokens (the middle of a request:
+ * attention's share grows with the context). Draft and target alternate as in
+ * the loop, so each finds the caches the other left (the target streams its
+ * weights through L2, the draft then reads its own from L3). k = 0 is plain
+ * decoding: the target alone, one token. The lengths 0..kmax take turns within
+ * every repetition, so a slow moment of the shared machine hits them alike;
+ * t_block[k + 1] gets the median seconds of the target's block, and the
+ * return value the median seconds per draft token. */
+static double round_costs(duet_seq *ts, duet_seq *ds, int kmax, int ctx, int reps, double *t_block) {
+    enum { MAXR = 64 };
     int32_t tok[PROMPT_TOKENS + 256 + DUET_SPEC_KMAX + 1];
     if (ctx > PROMPT_TOKENS + 256) ctx = PROMPT_TOKENS + 256;
-    for (int i = 0; i < ctx + k + 1; i++) tok[i] = 10 + i % 64;
+    if (reps > MAXR) reps = MAXR;
+    for (int i = 0; i < ctx + kmax + 1; i++) tok[i] = 10 + i % 64;
     int nv = duet_model_n_vocab(duet_seq_model(ts));
-    float *logits = malloc(sizeof(float) * (size_t)nv * (size_t)(k + 1)); /* (k+1, n_vocab) */
-    double tt[32], td[32];
+    float *logits = malloc(sizeof(float) * (size_t)nv * (size_t)(kmax + 1)); /* (kmax+1, n_vocab) */
+    static double tt[DUET_SPEC_KMAX + 1][MAXR], td[MAXR * DUET_SPEC_KMAX];
+    int n_td = 0;
     duet_rollback(ts, 0);
     duet_rollback(ds, 0);
     duet_eval(ts, tok, ctx, NULL, 0, NULL);
     duet_eval(ds, tok, ctx, NULL, 0, NULL);
     duet_seq_set_decode_consistent(ts, 1);
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        for (int i = 0; i < k; i++) duet_eval(ds, tok + ctx + i, 1, logits, 1, NULL);
-        double t1 = now_s();
-        duet_eval(ts, tok + ctx, k + 1, logits, k + 1, NULL);
-        double t2 = now_s();
-        duet_rollback(ts, ctx);
-        duet_rollback(ds, ctx);
-        td[r] = k ? (t1 - t0) / k : 0;
-        tt[r] = t2 - t1;
-    }
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k <= kmax; k++) {
+            double t0 = now_s();
+            for (int i = 0; i < k; i++) duet_eval(ds, tok + ctx + i, 1, logits, 1, NULL);
+            double t1 = now_s();
+            duet_eval(ts, tok + ctx, k + 1, logits, k + 1, NULL);
+            double t2 = now_s();
+            duet_rollback(ts, ctx);
+            duet_rollback(ds, ctx);
+            if (k) td[n_td++] = (t1 - t0) / k;
+            tt[k][r] = t2 - t1;
+        }
     duet_seq_set_decode_consistent(ts, 0);
     free(logits);
-    if (t_draft) *t_draft = median(td, reps);
-    return median(tt, reps);
+    for (int k = 0; k <= kmax; k++) t_block[k + 1] = median(tt[k], reps);
+    return median(td, n_td);
 }
 
 int main(int argc, char **argv) {
@@ -250,9 +256,7 @@ int main(int argc, char **argv) {
     /* costs: target blocks of 1..9 tokens, one draft token */
     double t_block[DUET_SPEC_KMAX + 2];
     const int cost_ctx = PROMPT_TOKENS + n_new / 2;
-    double t_draft_k[DUET_SPEC_KMAX + 1];
-    for (int b = 1; b <= 9; b++) t_block[b] = round_cost(ts, ds, b - 1, cost_ctx, 21, &t_draft_k[b - 1]);
-    double t_draft1 = median(t_draft_k + 1, 8); /* one draft token, over rounds of 1..8 drafts */
+    double t_draft1 = round_costs(ts, ds, 8, cost_ctx, 41, t_block);
     if (costs_only) {
         fprintf(stderr, "context %d: draft/target %.3f; blocks:", cost_ctx, t_draft1 / t_block[1]);
         for (int b = 1; b <= 9; b++) fprintf(stderr, " %.2f", t_block[b] / t_block[1]);
