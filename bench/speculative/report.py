@@ -38,7 +38,7 @@ set title 'Speculative decoding: speedup over the LLM alone (story prompts)'
 set xlabel 'draft length k'
 set ylabel 'speedup (x)'
 set grid
-set key top left
+set key bottom right box opaque
 set xrange [0.5:8.5]
 set yrange [0:*]
 set offsets 0, 0, 0.3, 0
