@@ -68,7 +68,7 @@ for d in "$draft --spec fixed --draft-max 3" "$draft" ngram "$draft+ngram"; do
   label=$(sed "s|$models/||" <<< "$d")
   printf '  draft %-24s %s, %s\n' "$label:" "$line" "$same"
 done
-echo "  (the draft costs ~1/4 of a target token and 2 of 3 drafts are accepted: even a free"
-echo "   verification block would cap the gain near 1.4x on this pair; see docs/performance.md)"
+echo "  (a draft token costs ~1/13 of a target token and a block of 4 target tokens ~1.2 of one;"
+echo "   bench/speculative/run.sh measures 2.0x at temperature 0 over 50 prompts: docs/performance.md)"
 echo
 echo "Benchmarks behind the figures in docs/performance.md: bench/engine, bench/tokenizer, bench/speculative."
