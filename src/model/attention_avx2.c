@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "model/attn_softmax_avx2.h"
+#include "model/transpose_avx2.h"
 #include "model/ops.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -87,28 +88,6 @@ INLINE void pv4(const int f16, const duet_attn_args *a, const float *w, int d, _
 /* Loops over accumulator arrays are unrolled so that they live in registers
  * (-O2 would keep them in memory). */
 #define UNROLL _Pragma("GCC unroll 8")
-
-/* x[t] lane i <- x[i] lane t */
-INLINE void transpose8(__m256 x[8]) {
-    __m256 t[8], u[8];
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]);
-    }
-    UNROLL
-    for (int h = 0; h < 8; h += 4) {
-        u[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0x44);
-        u[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0xEE);
-        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
-        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
-    }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
 
 /* ggml_vec_dot's tail of sixteen dot products: lane i of r[g] returns, for
  * row R = 8g + i,

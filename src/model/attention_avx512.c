@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "model/attn_softmax_avx2.h"
+#include "model/transpose_avx2.h"
 #include "model/ops.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -215,28 +216,6 @@ INLINE __m512 fold4(const __m512 acc[4]) {
 INLINE __m256 load8(const int f16, const void *base, size_t i) {
     if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
     return _mm256_loadu_ps((const float *)base + i);
-}
-
-/* x[t] lane i <- x[i] lane t */
-INLINE void transpose8(__m256 x[8]) {
-    __m256 t[8], u[8];
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]);
-    }
-    UNROLL
-    for (int h = 0; h < 8; h += 4) {
-        u[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0x44);
-        u[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0xEE);
-        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
-        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
-    }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
 }
 
 /* One term of the tails of query i at element k: x0, x1 hold element k of
