@@ -50,6 +50,39 @@ Test(tok_cli, tokenize_prints_ids_with_bos_per_vocab) {
     unlink(in);
 }
 
+/* --stories: the training stream, each story's ids then end-of-text, as
+ * little-endian uint16; ids past 65535 are refused. Two train.txt-style
+ * stories (one "\n" between them) of "Hello world" = gpt-2 15496 995. */
+Test(tok_cli, stories_stream_is_ids_then_eot_per_story) {
+    const char *in = temp_file("Hello world\nHello world\n", 24);
+    char in_path[64], out_path[64], args[2048], *out = NULL;
+    strcpy(in_path, in);
+    strcpy(out_path, "/tmp/duet_tokcli_u16_XXXXXX");
+    int fd = mkstemp(out_path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    snprintf(args, sizeof args, "tokenize -m %s --stories %s -o %s --json", vocab("gpt-2"), in_path, out_path);
+    cr_assert_eq(tu_run_duet(args, &out), 0);
+    cr_expect(strstr(out, "\"n_tokens\": 6") != NULL, "%s", out);
+    free(out);
+    unsigned char b[16];
+    FILE *f = fopen(out_path, "rb");
+    cr_assert_not_null(f);
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    cr_assert_eq(n, 12);
+    const int want[6] = {15496, 995, 50256, 15496, 995, 50256};
+    for (int i = 0; i < 6; i++) cr_expect_eq(b[2 * i] | b[2 * i + 1] << 8, want[i], "id %d", i);
+    snprintf(args, sizeof args, "tokenize -m %s --stories %s -o %s", vocab("qwen2"), in_path, out_path);
+    cr_expect_neq(tu_run_duet(args, &out), 0, "qwen2's end-of-text id 151643 does not fit uint16");
+    free(out);
+    snprintf(args, sizeof args, "tokenize -m %s --stories %s", vocab("gpt-2"), in_path);
+    cr_expect_eq(tu_run_duet(args, &out), 2, "--stories without -o is a usage error");
+    free(out);
+    unlink(in_path);
+    unlink(out_path);
+}
+
 Test(tok_cli, special_only_with_flag) {
     const char *in = temp_file("<|eot_id|>", 10);
     char args[2048], *out = NULL;

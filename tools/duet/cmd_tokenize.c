@@ -52,14 +52,16 @@ static int dump_stories(const char *model, const char *text_path, const char *ou
         fprintf(stderr, "duet tokenize: %s\n", err.msg);
         return 1;
     }
+    for (int64_t i = 0; i < t.n; i++)
+        if (t.ids[i] < 0 || t.ids[i] > 65535) {
+            fprintf(stderr, "duet tokenize: token id %d does not fit uint16 (a vocabulary of 65536 tokens at most)\n",
+                    t.ids[i]);
+            duet_tokens_free(&t);
+            return 1;
+        }
     FILE *f = fopen(out_path, "wb");
     int rc = f ? 0 : 1;
     for (int64_t i = 0; !rc && i < t.n; i++) {
-        if (t.ids[i] < 0 || t.ids[i] > 65535) {
-            fprintf(stderr, "duet tokenize: token id %d does not fit uint16\n", t.ids[i]);
-            rc = 1;
-            break;
-        }
         const unsigned char le[2] = {(unsigned char)(t.ids[i] & 255), (unsigned char)(t.ids[i] >> 8)};
         if (fwrite(le, 1, 2, f) != 2) rc = 1;
     }
