@@ -44,18 +44,30 @@ double duet_spec_adapt_alpha(const duet_spec_adapt *a) {
     return al > 0.999 ? 0.999 : al;
 }
 
+/* alpha_0..alpha_(n-1): a Beta prior of weight 2 centred on the previous
+ * position's rate (0.5 at position 0), so a position seldom reached borrows
+ * its neighbour's rate. One pass, each position building on the last. */
+static void alphas(const duet_spec_adapt *a, int n, double *al) {
+    double prior = 0.5;
+    for (int i = 0; i < n; i++) {
+        const double x = (a->kept_at[i] + 2 * prior) / (a->reached_at[i] + 2);
+        al[i] = prior = x > 0.999 ? 0.999 : x;
+    }
+}
+
 double duet_spec_adapt_alpha_at(const duet_spec_adapt *a, int i) {
-    /* Beta prior of weight 2 centred on the previous position's rate (0.5 at
-     * position 0): a position seldom reached borrows its neighbour's rate. */
-    const double prior = i > 0 ? duet_spec_adapt_alpha_at(a, i - 1) : 0.5;
-    const double al = (a->kept_at[i] + 2 * prior) / (a->reached_at[i] + 2);
-    return al > 0.999 ? 0.999 : al;
+    double al[DUET_SPEC_KMAX];
+    if (i < 0 || i >= DUET_SPEC_KMAX) return 0;
+    alphas(a, i + 1, al);
+    return al[i];
 }
 
 double duet_spec_adapt_expected_tokens(const duet_spec_adapt *a, int g) {
-    double e = 1, run = 1;
-    for (int i = 0; i < g && i < DUET_SPEC_KMAX; i++) {
-        run *= duet_spec_adapt_alpha_at(a, i);
+    double al[DUET_SPEC_KMAX], e = 1, run = 1;
+    if (g > DUET_SPEC_KMAX) g = DUET_SPEC_KMAX;
+    alphas(a, g, al);
+    for (int i = 0; i < g; i++) {
+        run *= al[i];
         e += run;
     }
     return e;
