@@ -132,9 +132,12 @@ Test(model_consistent, blocks_equal_one_token_evals_kv_f32) {
     }
 }
 
-/* Two sequences interleaved in one duet_eval_batch; only one has the mode
- * on, which (as documented) makes the whole block decode-consistent. Two
- * threads, so that work is split differently from the references. */
+/* Two sequences interleaved in one duet_eval_batch; only a has the mode on.
+ * Each sequence's rows come out in its own mode (model.h): a's as its
+ * one-token evals, b's as its K tokens evaluated alone in the default
+ * (batched) arithmetic -- not decode-consistently because a shares the
+ * batch. Two threads, so that work is split differently from the
+ * references. */
 static void mixed(const char *path) {
     enum { NA = 23, NB = 11, K = 6 };
     duet_model *m = load(path, 2, DUET_KV_F16);
@@ -149,12 +152,17 @@ static void mixed(const char *path) {
     tokens(tb, NB + K, 3);
     float *one = malloc(sizeof(float) * (size_t)nv * 2 * K), *blk = malloc(sizeof(float) * (size_t)nv * 2 * K);
     cr_assert(one && blk);
-    /* references: row 2i is a's token i, row 2i+1 b's */
+    /* references: row 2i is a's token i (one-token evals), row 2i+1 b's
+     * (b's block alone, default mode) */
+    float *bblk = malloc(sizeof(float) * (size_t)nv * K);
+    cr_assert(bblk);
     cr_assert_eq(duet_eval(ra, ta, NA, NULL, 0, &err) | duet_eval(rb, tb, NB, NULL, 0, &err), 0, "%s", err.msg);
-    for (int i = 0; i < K; i++) {
+    for (int i = 0; i < K; i++)
         cr_assert_eq(duet_eval(ra, ta + NA + i, 1, one + (size_t)(2 * i) * nv, 1, &err), 0, "%s", err.msg);
-        cr_assert_eq(duet_eval(rb, tb + NB + i, 1, one + (size_t)(2 * i + 1) * nv, 1, &err), 0, "%s", err.msg);
-    }
+    cr_assert_eq(duet_eval(rb, tb + NB, K, bblk, K, &err), 0, "%s", err.msg);
+    for (int i = 0; i < K; i++)
+        memcpy(one + (size_t)(2 * i + 1) * nv, bblk + (size_t)i * nv, sizeof(float) * (size_t)nv);
+    free(bblk);
     cr_assert_eq(duet_eval(a, ta, NA, NULL, 0, &err) | duet_eval(b, tb, NB, NULL, 0, &err), 0, "%s", err.msg);
     duet_seq_set_decode_consistent(a, 1);
     int32_t bt[2 * K];
@@ -170,7 +178,7 @@ static void mixed(const char *path) {
     cr_assert_eq(duet_eval_batch(m, &batch, &err), 0, "%s", err.msg);
     for (int r = 0; r < 2 * K; r++)
         cr_assert(!memcmp(blk + (size_t)r * nv, one + (size_t)r * nv, sizeof(float) * (size_t)nv),
-                  "%s: mixed block, row %d differs from its one-token eval", path, r);
+                  "%s: mixed block, row %d differs from its sequence's solo eval", path, r);
     cr_assert(same_kv(a, ra, NA + K) && same_kv(b, rb, NB + K), "%s: mixed block K/V differ", path);
     free(one);
     free(blk);

@@ -2,10 +2,12 @@
  * sequences (KV cache + position) that evaluate token blocks against it.
  *
  * The model is immutable after loading: its weights are the GGUF mapping
- * itself (never copied). A sequence owns its KV cache. Every evaluation is one
- * batched forward pass over a block of tokens, and may mix tokens of several
- * sequences of the same model (duet_eval_batch), so that verification blocks
- * of different requests share one pass over the weights.
+ * itself (never copied). A sequence owns its KV cache. An evaluation runs a
+ * block of tokens through batched forward passes, and may mix tokens of
+ * several sequences of the same model (duet_eval_batch), so that the
+ * decode-consistent verification blocks of different requests share one pass
+ * over the weights; every row's result is the one its sequence would get
+ * alone.
  *
  * The arithmetic follows llama.cpp's CPU backend (x86, AVX-512 build) step by
  * step -- RMSNorm with a double sum, rope angles by repeated multiplication,
@@ -115,10 +117,9 @@ int duet_rollback(duet_seq *s, int n_keep);
  * for every weight and KV type, while still reading each weight once per
  * block (the one-token arithmetic is run per token on each loaded weight
  * block). Off, a block follows llama.cpp's batched arithmetic, which rounds
- * differently from its one-token path. A duet_eval_batch block is computed
- * decode-consistently as a whole when any of its sequences has the mode on
- * (the other sequences' tokens then also get their one-token results).
- * Speculative verification uses it so that its output equals plain greedy
+ * differently from its one-token path. In a duet_eval_batch each sequence's
+ * tokens are computed in that sequence's own mode, whatever the modes of the
+ * other sequences in the batch. Speculative verification uses it so that its output equals plain greedy
  * decoding token for token. Returns 0, or DUET_EINVAL for a NULL s. */
 int duet_seq_set_decode_consistent(duet_seq *s, int on);
 int duet_seq_decode_consistent(const duet_seq *s); /* 1 when on */
@@ -140,9 +141,9 @@ int duet_seq_copy(duet_seq *dst, const duet_seq *src, duet_err *err);
  * DUET_EINVAL for bad arguments. */
 int duet_eval(duet_seq *s, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err);
 
-/* A block of tokens of one or more sequences of one model, evaluated in one
- * pass over the weights. Tokens of the same sequence take consecutive
- * positions from duet_seq_pos(seq) on, in batch order; sequences must be
+/* A block of tokens of one or more sequences of one model. Tokens of the
+ * same sequence take consecutive positions from duet_seq_pos(seq) on, in
+ * batch order (they need not be contiguous in the batch); sequences must be
  * distinct objects (two requests never share a KV cache). */
 typedef struct duet_batch {
     int n_tokens;
@@ -152,6 +153,29 @@ typedef struct duet_batch {
     float *logits;           /* (n_wanted, n_vocab): wanted tokens' rows, in batch order */
 } duet_batch;
 
+/* Evaluates the batch; wanted rows go to b->logits in batch order.
+ *
+ * Rows are independent of the batch: every token row's logits and K/V are
+ * bit-identical to evaluating that sequence's own tokens of this batch alone,
+ * in their batch order, with duet_eval on the same model (in that sequence's
+ * mode; for a default-mode sequence whose wanted tokens are not the last ones
+ * of its block, read "alone" as a duet_eval_batch holding only its tokens and
+ * their want flags). Which other sequences share the batch, how many tokens
+ * they bring, their modes and how the tokens are interleaved change no bit.
+ *
+ * Cost: the tokens of every decode-consistent sequence share one forward
+ * pass (one read of the weights per n_ubatch tokens; that arithmetic is per
+ * token, so sharing is exact); each default-mode sequence's tokens take a
+ * pass of their own, split at n_ubatch as duet_eval splits them (the batched
+ * arithmetic depends on a pass's row count: GEMM kernels are chosen by it).
+ * Memory: a few ints per token of the batch, and one n_vocab row when the
+ * wanted rows must be reordered.
+ *
+ * Errors (everything is validated before anything changes; on error no
+ * sequence and no output row is touched): DUET_EINVAL for a NULL argument, a
+ * token without a sequence or with another model's, or wanted rows with a
+ * NULL logits; DUET_ERANGE for a token id outside [0, n_vocab) or a sequence
+ * whose tokens do not fit its context; DUET_ENOMEM. */
 int duet_eval_batch(duet_model *m, const duet_batch *b, duet_err *err);
 
 #ifdef __cplusplus

@@ -42,7 +42,12 @@ void duet_workspace_free(duet_workspace *ws) {
     free(ws->rope_cs);
     free(ws->bpos);
     free(ws->bseq);
+    free(ws->btok);
     free(ws->brows);
+    free(ws->bnext);
+    free(ws->brank);
+    free(ws->bdest);
+    free(ws->lrow);
     free(ws->att_scratch);
     memset(ws, 0, sizeof *ws);
 }
@@ -69,8 +74,11 @@ static int reserve_batch(duet_model *m, int n, duet_err *err) {
     duet_workspace *ws = &m->ws;
     if (n <= ws->cap_batch) return 0;
     ws->cap_batch = 0;
-    if (grow((void **)&ws->bpos, (size_t)n * sizeof(int)) || grow((void **)&ws->bseq, (size_t)n * sizeof(duet_seq *)) ||
-        grow((void **)&ws->brows, (size_t)n * sizeof(int)))
+    const size_t N = (size_t)n;
+    if (grow((void **)&ws->bpos, N * sizeof(int)) || grow((void **)&ws->bseq, N * sizeof(duet_seq *)) ||
+        grow((void **)&ws->btok, N * sizeof(int32_t)) || grow((void **)&ws->brows, N * sizeof(int)) ||
+        grow((void **)&ws->bnext, N * sizeof(int)) || grow((void **)&ws->brank, N * sizeof(int)) ||
+        grow((void **)&ws->bdest, N * sizeof(int)))
         return duet_err_set(err, DUET_ENOMEM, "out of memory for a batch of %d tokens", n);
     ws->cap_batch = n;
     return 0;
@@ -263,6 +271,40 @@ static inline int wanted(const uint8_t *want, int n_last, int n, int i) {
     return want ? want[i] != 0 : i >= n - n_last;
 }
 
+/* Moves row r of rows (n, width) to row dest[r], in place (dest is a
+ * permutation; it is consumed: every entry ends as its own index). */
+static void permute_rows(float *rows, int *dest, int n, size_t width, float *tmp) {
+    const size_t bytes = width * sizeof(float);
+    for (int r = 0; r < n; r++) {
+        if (dest[r] == r) continue;
+        /* tmp carries the row that belongs at dest[j] round the cycle */
+        memcpy(tmp, rows + (size_t)r * width, bytes);
+        for (int j = r; dest[j] != j;) {
+            const int d = dest[j];
+            dest[j] = j;
+            for (size_t c = 0; c < width; c++) {
+                const float t = rows[(size_t)d * width + c];
+                rows[(size_t)d * width + c] = tmp[c];
+                tmp[c] = t;
+            }
+            j = d;
+        }
+    }
+}
+
+/* The batch is either seqs[] (one per token) or one sequence for all
+ * (duet_eval); the wanted rows either want[] or the last n_last tokens.
+ *
+ * Every row must come out as its sequence's tokens of this batch evaluated
+ * alone (model.h). The arithmetic of a decode-consistent row depends on
+ * nothing but its token and its cache, so the rows of every sequence in that
+ * mode share one pass; the batched arithmetic of the default mode depends on
+ * the pass's row count (GEMM kernels are picked by it), so each default-mode
+ * sequence gets a pass of its own, split at n_ubatch like duet_eval. The
+ * passes are laid out one after another ("pass order": each sequence's
+ * tokens in batch order, passes ordered by their first token), and wanted
+ * rows are written in pass order and then moved to batch order in place.
+ * One sequence's block (duet_eval) is a single pass already in batch order. */
 static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *seqs, duet_seq *single,
                      const uint8_t *want, int n_last, float *logits, duet_err *err) {
     if (n < 0) return duet_err_set(err, DUET_EINVAL, "negative token count %d", n);
@@ -286,40 +328,85 @@ static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *
                                 s->pos, s->n_ctx, seqs ? s->batch_count : n);
     }
 
-    /* A block mixing sequences is computed decode-consistently as a whole as
-     * soon as one of its sequences asks for it: the mode only changes how a
-     * token's numbers are rounded (the one-token way), never what they mean,
-     * and it keeps one pass over the weights for the whole block. */
-    int consistent = 0;
-    for (int i = 0; i < n && !consistent; i++) consistent = (seqs ? seqs[i] : single)->decode_consistent;
-
     pthread_mutex_lock(&m->eval_lock);
+    duet_workspace *ws = &m->ws;
+    const size_t V = (size_t)m->hp.n_vocab;
     int rc = reserve_batch(m, n, err);
     if (rc) goto done;
-    duet_workspace *ws = &m->ws;
-    for (int i = 0; i < n; i++) {
-        duet_seq *s = seqs ? seqs[i] : single;
-        s->batch_count = 0;
+    int permute = 0; /* wanted rows come out of the passes in another order than the batch's */
+    if (single) {
+        for (int i = 0, r = 0; i < n; i++) {
+            ws->bseq[i] = single;
+            ws->bpos[i] = single->pos + i;
+            if (wanted(want, n_last, n, i)) ws->brows[r++] = i;
+        }
+    } else {
+        /* chain each token to the next token of its pass (bnext), and note
+         * each wanted token's row in batch order (brank) */
+        int cons_last = -1;
+        for (int i = 0; i < n; i++) seqs[i]->batch_last = -1, seqs[i]->batch_count = 0;
+        for (int i = 0, q = 0; i < n; i++) {
+            duet_seq *s = seqs[i];
+            int *last = s->decode_consistent ? &cons_last : &s->batch_last;
+            ws->bnext[i] = -1;
+            if (*last >= 0) ws->bnext[*last] = i;
+            *last = i;
+            ws->brank[i] = wanted(want, n_last, n, i) ? q++ : -1;
+        }
+        /* lay the passes out: a token not placed yet heads its pass (the
+         * chains run in batch order) */
+        for (int i = 0, j = 0, r = 0; i < n; i++) {
+            if (ws->bnext[i] == -2) continue;
+            for (int k = i; k >= 0; j++) {
+                const int next = ws->bnext[k];
+                duet_seq *s = seqs[k];
+                ws->bnext[k] = -2; /* placed */
+                ws->bseq[j] = s;
+                ws->bpos[j] = s->pos + s->batch_count++;
+                ws->btok[j] = tok[k];
+                if (ws->brank[k] >= 0) {
+                    ws->brows[r] = j;
+                    ws->bdest[r] = ws->brank[k];
+                    permute |= ws->brank[k] != r;
+                    r++;
+                }
+                k = next;
+            }
+        }
     }
-    for (int i = 0, r = 0; i < n; i++) {
-        duet_seq *s = seqs ? seqs[i] : single;
-        ws->bseq[i] = s;
-        ws->bpos[i] = s->pos + s->batch_count++;
-        if (wanted(want, n_last, n, i)) ws->brows[r++] = i;
+
+    /* everything the passes need, before the first one writes a cache */
+    int max_ctx = 0;
+    for (int j = 0; j < n; j++) max_ctx = ws->bpos[j] + 1 > max_ctx ? ws->bpos[j] + 1 : max_ctx;
+    if ((rc = reserve_tokens(m, n < m->n_ubatch ? n : m->n_ubatch, err)) || (rc = reserve_attention(m, max_ctx, err)))
+        goto done;
+    if (permute && !ws->lrow && grow((void **)&ws->lrow, V * sizeof(float))) {
+        rc = duet_err_set(err, DUET_ENOMEM, "out of memory for a logits row");
+        goto done;
     }
+
+    const int32_t *ptok = single ? tok : ws->btok;
     int done_rows = 0;
-    for (int start = 0; start < n; start += m->n_ubatch) {
-        const int len = n - start < m->n_ubatch ? n - start : m->n_ubatch;
-        int first = done_rows, cnt = 0;
-        while (first + cnt < n_want && ws->brows[first + cnt] < start + len) cnt++;
-        for (int r = 0; r < cnt; r++) ws->brows[first + r] -= start;
-        rc = duet_forward(m, len, tok + start, ws->bseq + start, ws->bpos + start, ws->brows + first, cnt,
-                          cnt ? logits + (size_t)first * m->hp.n_vocab : NULL, consistent, err);
-        if (rc) goto done;
-        done_rows += cnt;
+    for (int p0 = 0, p1; p0 < n; p0 = p1) {
+        /* a pass: the decode-consistent tokens, or one sequence's */
+        const duet_seq *s0 = ws->bseq[p0];
+        const int consistent = s0->decode_consistent;
+        for (p1 = p0 + 1; p1 < n && (consistent ? ws->bseq[p1]->decode_consistent : ws->bseq[p1] == s0); p1++) {
+        }
+        for (int start = p0; start < p1; start += m->n_ubatch) {
+            const int len = p1 - start < m->n_ubatch ? p1 - start : m->n_ubatch;
+            int first = done_rows, cnt = 0;
+            while (first + cnt < n_want && ws->brows[first + cnt] < start + len) cnt++;
+            for (int r = 0; r < cnt; r++) ws->brows[first + r] -= start;
+            rc = duet_forward(m, len, ptok + start, ws->bseq + start, ws->bpos + start, ws->brows + first, cnt,
+                              cnt ? logits + (size_t)first * V : NULL, consistent, err);
+            if (rc) goto done; /* not reached: everything is reserved */
+            done_rows += cnt;
+        }
     }
-    for (int i = 0; i < n; i++) {
-        duet_seq *s = ws->bseq[i];
+    if (permute) permute_rows(logits, ws->bdest, n_want, V, ws->lrow);
+    for (int j = 0; j < n; j++) {
+        duet_seq *s = ws->bseq[j];
         if (s->batch_count) {
             s->pos += s->batch_count;
             s->batch_count = 0;

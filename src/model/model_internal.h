@@ -52,11 +52,17 @@ typedef struct duet_workspace {
     float *gate;             /* (cap, n_ff) */
     float *up;               /* (cap, n_ff) */
     float *rope_cs;          /* (cap, n_rot) cos/sin pairs per token */
-    /* per token of the whole batch (any length) */
+    /* per token of the whole batch (any length), in pass order: the batch
+     * regrouped into its forward passes (eval_core) */
     int cap_batch;
     int *bpos;               /* (cap_batch) position of each token */
     duet_seq **bseq;         /* (cap_batch) sequence of each token */
-    int *brows;              /* (cap_batch) batch rows whose logits are wanted */
+    int32_t *btok;           /* (cap_batch) token ids */
+    int *brows;              /* (cap_batch) rows whose logits are wanted, per micro-batch */
+    int *bnext;              /* (cap_batch) batch index -> next token of its pass (scratch) */
+    int *brank;              /* (cap_batch) batch index -> its row of the output, -1: not wanted */
+    int *bdest;              /* (cap_batch) output row in pass order -> its row in batch order */
+    float *lrow;             /* (n_vocab) one logits row, to reorder the output in place */
     /* per-thread attention scratch */
     int att_threads;
     int att_ctx;             /* positions each thread's scratch holds */
@@ -97,7 +103,8 @@ struct duet_seq {
     size_t layer_stride;     /* elements per layer of k (and of v) = n_ctx * kv_dim */
     void *k;                 /* (n_layer, n_ctx, kv_dim) */
     void *v;                 /* (n_layer, kv_dim, n_ctx): transposed */
-    int batch_count;         /* scratch for duet_eval_batch validation */
+    int batch_count;         /* scratch of eval_core: this sequence's tokens in the batch */
+    int batch_last;          /* scratch of eval_core: its last token so far (batch index) */
     int decode_consistent;   /* duet_seq_set_decode_consistent */
 };
 
