@@ -4,6 +4,7 @@
  * for each is a fresh single-sequence run of the same tokens. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,4 +257,90 @@ Test(kv, blocks_longer_than_a_micro_batch) {
     duet_seq_free(s2);
     duet_model_free(small);
     duet_model_free(big);
+}
+
+/* KV memory: each sequence's cache is n_layer * n_ctx * 2 * kv_dim elements
+ * (+ 64 of padding after V), of 2 bytes for an F16 cache and 4 for F32; the
+ * model's total is the sum over its live sequences, back down after frees,
+ * also when sequences come and go on several threads at once. */
+
+static size_t kv_formula(const duet_model *m, int n_ctx, size_t elt) {
+    const duet_hparams *hp = duet_model_hparams(m);
+    return ((size_t)hp->n_layer * (size_t)n_ctx * 2 * (size_t)hp->n_head_kv * (size_t)hp->head_dim + 64) * elt;
+}
+
+typedef struct {
+    duet_model *m;
+    int base_ctx;
+    int fails;
+} kv_thread;
+
+static void *kv_churn(void *arg) {
+    kv_thread *t = arg;
+    for (int it = 0; it < 200; it++) {
+        duet_seq *s[3] = {0};
+        duet_err err = {0};
+        for (int k = 0; k < 3; k++)
+            if (duet_seq_new(&s[k], t->m, t->base_ctx + k, &err)) t->fails++;
+        for (int k = 0; k < 3; k++) duet_seq_free(s[k]);
+    }
+    return NULL;
+}
+
+Test(kv, kv_bytes_per_sequence_and_total) {
+    for (int kt = 0; kt < 2; kt++) {
+        char buf[512];
+        duet_model_params p = duet_model_default_params();
+        p.n_threads = 1;
+        p.kv_type = kt ? DUET_KV_F32 : DUET_KV_F16;
+        const size_t elt = kt ? 4 : 2;
+        duet_model *m = NULL;
+        duet_err err = {0};
+        cr_assert_eq(duet_model_load(&m, tu_data("ref-models/qwen2-b-Q4_0.gguf", buf, sizeof buf), &p, &err), 0);
+        cr_assert_eq(duet_model_kv_bytes(m), 0);
+        cr_assert_eq(duet_model_kv_bytes(NULL), 0);
+        cr_assert_eq(duet_seq_kv_bytes(NULL), 0);
+        const int ctx[] = {1, 64, 100, 0}; /* 0: n_ctx_train */
+        duet_seq *s[4];
+        size_t sum = 0;
+        for (int i = 0; i < 4; i++) {
+            s[i] = seq(m, ctx[i]);
+            const int n_ctx = ctx[i] ? ctx[i] : duet_model_hparams(m)->n_ctx_train;
+            cr_assert_eq(duet_seq_n_ctx(s[i]), n_ctx);
+            cr_assert_eq(duet_seq_kv_bytes(s[i]), kv_formula(m, n_ctx, elt), "kv %d, n_ctx %d: %zu bytes", kt, n_ctx,
+                         duet_seq_kv_bytes(s[i]));
+            sum += duet_seq_kv_bytes(s[i]);
+            cr_assert_eq(duet_model_kv_bytes(m), sum);
+        }
+        /* evaluating, rolling back and copying allocate nothing more */
+        int32_t tok[8] = {5, 6, 7, 8, 9, 10, 11, 12};
+        eval(s[1], tok, 8, NULL, 0);
+        cr_assert_eq(duet_seq_copy(s[2], s[1], &err), 0, "%s", err.msg);
+        cr_assert_eq(duet_rollback(s[1], 2), 0);
+        cr_assert_eq(duet_seq_kv_bytes(s[1]), kv_formula(m, 64, elt));
+        cr_assert_eq(duet_model_kv_bytes(m), sum);
+        for (int i = 3; i >= 0; i--) {
+            sum -= duet_seq_kv_bytes(s[i]);
+            duet_seq_free(s[i]);
+            cr_assert_eq(duet_model_kv_bytes(m), sum);
+        }
+        cr_assert_eq(sum, 0);
+
+        /* several threads creating and freeing at once */
+        duet_seq *keep = seq(m, 32);
+        kv_thread th[4];
+        pthread_t id[4];
+        for (int i = 0; i < 4; i++) {
+            th[i] = (kv_thread){.m = m, .base_ctx = 8 + 4 * i};
+            cr_assert_eq(pthread_create(&id[i], NULL, kv_churn, &th[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(id[i], NULL);
+            cr_assert_eq(th[i].fails, 0);
+        }
+        cr_assert_eq(duet_model_kv_bytes(m), kv_formula(m, 32, elt));
+        duet_seq_free(keep);
+        cr_assert_eq(duet_model_kv_bytes(m), 0);
+        duet_model_free(m);
+    }
 }

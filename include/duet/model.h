@@ -17,6 +17,7 @@
 #ifndef DUET_MODEL_H
 #define DUET_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "duet/err.h"
@@ -100,15 +101,29 @@ const duet_gguf *duet_model_gguf(const duet_model *m);
 duet_pool *duet_model_pool(duet_model *m);
 duet_kv_type duet_model_kv_type(const duet_model *m);
 int duet_model_n_vocab(const duet_model *m);
+/* Bytes of the KV caches of m's live sequences: the sum of duet_seq_kv_bytes
+ * over every sequence created on m and not yet freed. Thread-safe (sequences
+ * may be created and freed from several threads; an atomic counter). 0 for
+ * NULL. */
+size_t duet_model_kv_bytes(const duet_model *m);
 
 /* ---- sequences ------------------------------------------------------------ */
 
-/* A sequence with room for n_ctx positions (<= 0: the model's n_ctx_train). */
+/* A sequence with room for n_ctx positions (<= 0: the model's n_ctx_train).
+ * n_ctx bounds its KV cache, allocated here once and never grown: see
+ * duet_seq_kv_bytes. DUET_ENOMEM when it cannot be allocated, DUET_ERANGE
+ * when its size overflows. */
 int duet_seq_new(duet_seq **out, duet_model *m, int n_ctx, duet_err *err);
 void duet_seq_free(duet_seq *s); /* NULL is a no-op */
 duet_model *duet_seq_model(const duet_seq *s);
 int duet_seq_pos(const duet_seq *s);   /* tokens evaluated so far = next position */
 int duet_seq_n_ctx(const duet_seq *s);
+/* Bytes of s's KV cache, fixed at duet_seq_new:
+ *   n_layer * n_ctx * 2 * (n_head_kv * head_dim) * elt  +  64 * elt
+ * (K and V; elt = 2 for a DUET_KV_F16 cache, 4 for F32; the 64 elements pad
+ * the end of V for the attention's vector loads). The memory is reserved
+ * zeroed (calloc), so pages are committed as positions are used. 0 for NULL. */
+size_t duet_seq_kv_bytes(const duet_seq *s);
 /* Forgets every position >= n_keep (0 <= n_keep <= pos). DUET_ERANGE otherwise. */
 int duet_rollback(duet_seq *s, int n_keep);
 /* Decode-consistent mode (off by default). When on, every duet_eval and

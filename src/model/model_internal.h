@@ -3,6 +3,7 @@
 #define DUET_MODEL_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,6 +92,7 @@ struct duet_model {
     float *rope_freqs;       /* (n_rot/2) frequency divisors, owned; NULL if none */
     duet_layer *layers;      /* (n_layer) */
 
+    atomic_size_t kv_bytes;  /* duet_seq_kv_bytes summed over the live sequences */
     pthread_mutex_t eval_lock; /* one forward at a time: workspace and pool */
     duet_workspace ws;
 };
@@ -103,6 +105,7 @@ struct duet_seq {
     size_t layer_stride;     /* elements per layer of k (and of v) = n_ctx * kv_dim */
     void *k;                 /* (n_layer, n_ctx, kv_dim) */
     void *v;                 /* (n_layer, kv_dim, n_ctx): transposed */
+    size_t kv_bytes;         /* bytes of k and v as allocated (counted in model->kv_bytes) */
     int batch_count;         /* scratch of eval_core: this sequence's tokens in the batch */
     int batch_last;          /* scratch of eval_core: its last token so far (batch index) */
     int decode_consistent;   /* duet_seq_set_decode_consistent */

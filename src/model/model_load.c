@@ -127,6 +127,7 @@ int duet_model_load(duet_model **out, const char *path, const duet_model_params 
     duet_model *m = calloc(1, sizeof *m);
     if (!m) return duet_err_set(err, DUET_ENOMEM, "out of memory");
     pthread_mutex_init(&m->eval_lock, NULL);
+    atomic_init(&m->kv_bytes, 0);
     m->kv_type = p->kv_type;
     m->matmul = duet_matmul;
     m->n_ubatch = p->n_ubatch > 0 ? p->n_ubatch : 512;
@@ -178,3 +179,4 @@ const duet_gguf *duet_model_gguf(const duet_model *m) { return m->gguf; }
 duet_pool *duet_model_pool(duet_model *m) { return m->pool; }
 duet_kv_type duet_model_kv_type(const duet_model *m) { return m->kv_type; }
 int duet_model_n_vocab(const duet_model *m) { return m->hp.n_vocab; }
+size_t duet_model_kv_bytes(const duet_model *m) { return m ? atomic_load(&m->kv_bytes) : 0; }

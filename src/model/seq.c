@@ -36,12 +36,15 @@ int duet_seq_new(duet_seq **out, duet_model *m, int n_ctx, duet_err *err) {
         return duet_err_set(err, DUET_ENOMEM, "cannot allocate a KV cache of %d positions (%zu MiB)", n_ctx,
                             (size_t)m->hp.n_layer * per_layer * elt * 2 >> 20);
     }
+    s->kv_bytes = ((size_t)m->hp.n_layer * per_layer * 2 + DUET_V_SLACK) * elt;
+    atomic_fetch_add(&m->kv_bytes, s->kv_bytes);
     *out = s;
     return 0;
 }
 
 void duet_seq_free(duet_seq *s) {
     if (!s) return;
+    atomic_fetch_sub(&s->model->kv_bytes, s->kv_bytes);
     free(s->k);
     free(s->v);
     free(s);
@@ -50,6 +53,7 @@ void duet_seq_free(duet_seq *s) {
 duet_model *duet_seq_model(const duet_seq *s) { return s->model; }
 int duet_seq_pos(const duet_seq *s) { return s->pos; }
 int duet_seq_n_ctx(const duet_seq *s) { return s->n_ctx; }
+size_t duet_seq_kv_bytes(const duet_seq *s) { return s ? s->kv_bytes : 0; }
 
 int duet_seq_set_decode_consistent(duet_seq *s, int on) {
     if (!s) return DUET_EINVAL;
