@@ -21,6 +21,7 @@
 #include "duet/lm_local.h"
 #include "duet/model.h"
 #include "duet/speculative.h"
+#include "duet/strategy.h"
 #include "duet/tok.h"
 
 #define MAX_PROMPTS 128
@@ -129,9 +130,9 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
     int rc;
     double prefill = 0, decode = 0;
     if (!c->use_model && !c->use_ngram) {
-        duet_gen_stats gs;
+        duet_stats gs;
         rc = duet_generate(&tl, s, pr->ids, pr->n, n_new, NULL, NULL, &gs, err);
-        prefill = gs.t_prefill, decode = gs.t_decode;
+        prefill = gs.t_prefill, decode = gs.t_total - gs.t_prefill;
     } else {
         duet_spec_params sp = duet_spec_default_params();
         sp.use_model = c->use_model, sp.use_ngram = c->use_ngram;
@@ -144,7 +145,7 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
             }
             sp.learned_model = &c->learned_model, sp.learned_ngram = &c->learned_ngram;
         }
-        duet_spec_stats st;
+        duet_stats st;
         rc = duet_speculative_generate(&tl, &dl, s, &sp, pr->ids, pr->n, n_new, NULL, NULL, &st, err);
         prefill = st.t_prefill, decode = st.t_total - st.t_prefill; /* the draft's prompt catch-up is decode time */
         if (rc >= 0) {
@@ -158,6 +159,101 @@ static int run_one(config *c, duet_seq *ts, duet_seq *ds, const prompt *pr, int 
     c->prefill_seconds += prefill;
     c->tokens += rc;
     return 0;
+}
+
+/* ---- concurrent requests: one driver steps N of them together ------------- */
+
+typedef struct {
+    duet_lm *t, *d;
+    duet_sampler *s;
+    duet_strategy *strat;
+} slot;
+
+/* N requests (prompts ps[0..n)) at temperature 0, either stepped together by
+ * one driver (batched = 1) or run one after another, each to n_new tokens.
+ * Speculative (model draft, adaptive) when spec, else plain. Adds generated
+ * tokens and wall seconds (prompts included, as a server's clients see it). */
+static int run_group(duet_model *tm, duet_model *dm, const prompt *ps, int n, int n_new, int spec, int batched,
+                     duet_spec_adapt *learned, long *tokens, double *seconds, long *passes, duet_err *err) {
+    slot sl[64];
+    const int n_ctx = PROMPT_TOKENS + n_new + DUET_SPEC_KMAX + 2;
+    int rc = 0;
+    memset(sl, 0, sizeof sl);
+    for (int i = 0; i < n && rc >= 0; i++) {
+        if ((rc = duet_lm_local_new(&sl[i].t, tm, n_ctx, "llm", err)) < 0) break;
+        if (spec && (rc = duet_lm_local_new(&sl[i].d, dm, n_ctx, "draft", err)) < 0) break;
+        sl[i].s = make_sampler(0, 1, duet_model_n_vocab(tm));
+        duet_spec_params sp = duet_spec_default_params();
+        sp.learned_model = learned, sp.learned_ngram = learned + 1;
+        rc = spec ? duet_strategy_speculative(&sl[i].strat, sl[i].t, sl[i].d, sl[i].s, &sp, err)
+                  : duet_strategy_plain(&sl[i].strat, sl[i].t, sl[i].s, err);
+    }
+    duet_driver *drv = NULL;
+    if (rc >= 0) rc = duet_driver_new(&drv, err);
+    const double t0 = now_s();
+    for (int i = 0; i < n && rc >= 0; i++) {
+        duet_request req = {.prompt = ps[i].ids, .n_prompt = ps[i].n, .max_new = n_new};
+        if ((rc = duet_strategy_reset(sl[i].strat, &req, err)) < 0) break;
+        rc = duet_driver_add(drv, sl[i].strat, err);
+        if (!batched)
+            while (rc >= 0 && duet_driver_n_active(drv) > 0) rc = duet_driver_step(drv, err);
+    }
+    while (rc >= 0 && duet_driver_n_active(drv) > 0) rc = duet_driver_step(drv, err);
+    *seconds += now_s() - t0;
+    long p = 0;
+    if (drv) duet_driver_counts(drv, &p, NULL);
+    *passes += p;
+    for (int i = 0; i < n; i++) {
+        if (rc >= 0 && sl[i].strat) {
+            duet_stats st;
+            duet_strategy_stats(sl[i].strat, &st);
+            if (st.finish == DUET_FINISH_ERROR) rc = duet_err_set(err, DUET_EINVAL, "request %d failed", i);
+            *tokens += st.n_generated;
+        }
+        duet_strategy_free(sl[i].strat);
+        duet_sampler_free(sl[i].s);
+        duet_lm_free(sl[i].t), duet_lm_free(sl[i].d);
+    }
+    duet_driver_free(drv);
+    return rc;
+}
+
+/* For N in levels: groups of N story prompts, batched and one after another
+ * taking turns (so machine noise hits both alike), speculative and plain. */
+static cJSON *concurrency(duet_model *tm, duet_model *dm, const prompt *ps, int np, int n_new, const int *levels,
+                          int n_levels, int groups, duet_err *err) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int li = 0; li < n_levels; li++) {
+        const int N = levels[li];
+        if (N > np || N > 64) continue;
+        long tok[2][2] = {{0}}, passes[2][2] = {{0}}; /* [spec][batched] */
+        double sec[2][2] = {{0}};
+        duet_spec_adapt learned[2][2][2];
+        for (int sp = 0; sp < 2; sp++)
+            for (int b = 0; b < 2; b++) duet_spec_adapt_init(&learned[sp][b][0], 8), duet_spec_adapt_init(&learned[sp][b][1], 8);
+        for (int g = 0; g < groups; g++) {
+            const prompt *grp = ps + (g * N) % (np - N + 1);
+            for (int sp = 1; sp >= 0; sp--)
+                for (int b = 0; b < 2; b++)
+                    if (run_group(tm, dm, grp, N, n_new, sp, b, learned[sp][b], &tok[sp][b], &sec[sp][b], &passes[sp][b],
+                                  err) < 0)
+                        return cJSON_Delete(arr), NULL;
+            fprintf(stderr, "concurrent N=%d: group %d/%d\n", N, g + 1, groups);
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "n", N);
+        cJSON_AddNumberToObject(o, "spec_batched_tok_s", tok[1][1] / sec[1][1]);
+        cJSON_AddNumberToObject(o, "spec_sequential_tok_s", tok[1][0] / sec[1][0]);
+        cJSON_AddNumberToObject(o, "spec_batched_vs_sequential", (tok[1][1] / sec[1][1]) / (tok[1][0] / sec[1][0]));
+        cJSON_AddNumberToObject(o, "plain_batched_tok_s", tok[0][1] / sec[0][1]);
+        cJSON_AddNumberToObject(o, "plain_sequential_tok_s", tok[0][0] / sec[0][0]);
+        cJSON_AddNumberToObject(o, "plain_batched_vs_sequential", (tok[0][1] / sec[0][1]) / (tok[0][0] / sec[0][0]));
+        cJSON_AddNumberToObject(o, "spec_batched_vs_plain_sequential", (tok[1][1] / sec[1][1]) / (tok[0][0] / sec[0][0]));
+        cJSON_AddNumberToObject(o, "spec_batched_passes", (double)passes[1][1]);
+        cJSON_AddNumberToObject(o, "spec_sequential_passes", (double)passes[1][0]);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
 }
 
 static double median(double *t, int n) {
@@ -211,10 +307,12 @@ static double round_costs(duet_seq *ts, duet_seq *ds, int kmax, int ctx, int rep
 
 int main(int argc, char **argv) {
     const char *target = NULL, *draft = NULL, *valid = NULL, *foreign = NULL;
-    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0, costs_only = 0;
+    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0, costs_only = 0, groups = 4, only_conc = 0;
+    int levels[8] = {1, 4, 8}, n_levels = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--costs-only")) { costs_only = 1; continue; }
+        if (!strcmp(a, "--concurrent-only")) { only_conc = 1; continue; }
         if (i + 1 >= argc) { target = NULL; break; } /* an option without its value: usage */
         const char *v = argv[++i];
         if (!strcmp(a, "--target")) target = v;
@@ -225,10 +323,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--hostile")) n_hostile = atoi(v);
         else if (!strcmp(a, "-n")) n_new = atoi(v);
         else if (!strcmp(a, "-t")) threads = atoi(v);
+        else if (!strcmp(a, "--groups")) groups = atoi(v);
+        else if (!strcmp(a, "--concurrent")) { /* "1,4,8" */
+            n_levels = 0;
+            for (const char *c = v; *c && n_levels < 8; c = strchr(c, ',') ? strchr(c, ',') + 1 : c + strlen(c))
+                levels[n_levels++] = atoi(c);
+        } else { target = NULL; break; }
     }
     if (!target || !draft || !valid || !foreign || n_prompts > MAX_PROMPTS || n_hostile > MAX_PROMPTS) {
         fprintf(stderr, "usage: bench_speculative --target LLM --draft SLM --valid valid.txt --foreign TEXT "
                         "[--prompts 50] [--hostile 20] [-n 128] [-t N] [--costs-only]\n"
+                        "       [--concurrent 1,4,8] [--groups 4] [--concurrent-only]\n"
+                        "  --concurrent  N requests stepped together by one driver vs one after another\n"
                         "  --costs-only  print the round costs (draft token, target blocks) on stderr and stop\n");
         return 2;
     }
@@ -274,10 +380,13 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "cost_ratio_draft_vs_target", t_draft1 / t_block[1]);
     cJSON *blocks = cJSON_AddArrayToObject(root, "target_block_cost_vs_1");
     for (int b = 1; b <= 9; b++) cJSON_AddItemToArray(blocks, cJSON_CreateNumber(t_block[b] / t_block[1]));
+    cJSON *conc = concurrency(tm, dm, stories, ns, n_new, levels, n_levels, groups, &err);
+    if (!conc) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
+    cJSON_AddItemToObject(root, "concurrent", conc);
     cJSON *runs = cJSON_AddArrayToObject(root, "runs");
 
     const float temps[2] = {0.0f, 0.8f};
-    for (int set = 0; set < 2; set++) {
+    for (int set = 0; set < 2 && !only_conc; set++) {
         const prompt *ps = set == 0 ? stories : hostile;
         int np = set == 0 ? ns : nh;
         for (int ti = 0; ti < 2; ti++) {

@@ -16,6 +16,9 @@
 
 #include <stdint.h>
 
+#include "duet/api.h"
+#include "duet/err.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -80,6 +83,13 @@ typedef struct duet_sampler duet_sampler;
 /* Returns NULL on allocation failure or invalid params (negative temp is
  * greedy, top_p outside (0,1] is an error, ...). */
 duet_sampler *duet_sampler_new(const duet_sampler_params *p, int n_vocab);
+/* 0, or DUET_EINVAL with err naming the parameter at fault. */
+int duet_sampler_params_check(const duet_sampler_params *p, duet_err *err);
+/* duet_sampler_new with a reason on failure. */
+int duet_sampler_new_checked(duet_sampler **out, const duet_sampler_params *p, int n_vocab, duet_err *err);
+int duet_sampler_n_vocab(const duet_sampler *s);
+/* Nonzero when a penalty stage is active (its output depends on history). */
+int duet_sampler_has_penalties(const duet_sampler *s);
 void duet_sampler_free(duet_sampler *s); /* NULL is a no-op */
 void duet_sampler_reset(duet_sampler *s); /* clears history, re-seeds the RNG */
 /* Tells the penalty stages a token was emitted (prompt tokens too, if wanted). */

@@ -1,7 +1,7 @@
 /* duet — the pieces of speculative decoding that do not touch a model:
  * exact verification of a draft block, model-free n-gram drafting, and the
- * adaptive choice of the draft length. The decoding loop that drives two
- * models with them is in speculative.h. */
+ * adaptive choice of the draft length. The strategy that drives two models
+ * with them is in strategy.h (duet_strategy_speculative). */
 #ifndef DUET_SPEC_H
 #define DUET_SPEC_H
 
@@ -79,6 +79,8 @@ double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block);
 double duet_spec_adapt_draft_cost(const duet_spec_adapt *a);
 /* Expected tokens per round for draft length g at acceptance alpha. */
 double duet_spec_expected_tokens(double alpha, int g);
+/* Expected tokens per second of draft length g: E(g) / (g t_draft + t_target[g + 1]). */
+double duet_spec_adapt_rate(const duet_spec_adapt *a, int g);
 /* Predicted speedup over the target alone for draft length g. */
 double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t_target1, double t_target_block);
 /* The length for the next round: every block size is tried once first, then

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 #include "duet/gguf.h"
 
@@ -44,40 +45,40 @@ enum {
 /* Loads the vocabulary from g's tokenizer.ggml.* keys. Everything needed is
  * copied: g may be closed afterwards. Errors name the key at fault; an
  * unknown tokenizer.ggml.pre is DUET_EUNSUPPORTED naming the value. */
-int duet_vocab_load(duet_vocab **out, const duet_gguf *g, duet_err *err);
+DUET_API int duet_vocab_load(duet_vocab **out, const duet_gguf *g, duet_err *err);
 /* Opens path, loads its vocabulary, closes it. */
-int duet_vocab_load_file(duet_vocab **out, const char *path, duet_err *err);
-void duet_vocab_free(duet_vocab *v); /* NULL is a no-op */
+DUET_API int duet_vocab_load_file(duet_vocab **out, const char *path, duet_err *err);
+DUET_API void duet_vocab_free(duet_vocab *v); /* NULL is a no-op */
 
-duet_vocab_kind duet_vocab_type(const duet_vocab *v);
+DUET_API duet_vocab_kind duet_vocab_type(const duet_vocab *v);
 /* Pre-tokenizer name as resolved ("gpt-2", "llama-bpe", "qwen2"); "" for SPM. */
-const char *duet_vocab_pre(const duet_vocab *v);
-int32_t duet_vocab_n(const duet_vocab *v);
+DUET_API const char *duet_vocab_pre(const duet_vocab *v);
+DUET_API int32_t duet_vocab_n(const duet_vocab *v);
 /* Special ids, -1 where the vocabulary has none. */
-int32_t duet_vocab_bos(const duet_vocab *v);
-int32_t duet_vocab_eos(const duet_vocab *v);
-int32_t duet_vocab_eot(const duet_vocab *v); /* end of turn: <|eot_id|>, <|im_end|>, ... */
-int32_t duet_vocab_unk(const duet_vocab *v);
-int32_t duet_vocab_pad(const duet_vocab *v);
-int32_t duet_vocab_sep(const duet_vocab *v);
-int duet_vocab_add_bos(const duet_vocab *v); /* tokenizer.ggml.add_bos_token (or its default) */
-int duet_vocab_add_eos(const duet_vocab *v);
+DUET_API int32_t duet_vocab_bos(const duet_vocab *v);
+DUET_API int32_t duet_vocab_eos(const duet_vocab *v);
+DUET_API int32_t duet_vocab_eot(const duet_vocab *v); /* end of turn: <|eot_id|>, <|im_end|>, ... */
+DUET_API int32_t duet_vocab_unk(const duet_vocab *v);
+DUET_API int32_t duet_vocab_pad(const duet_vocab *v);
+DUET_API int32_t duet_vocab_sep(const duet_vocab *v);
+DUET_API int duet_vocab_add_bos(const duet_vocab *v); /* tokenizer.ggml.add_bos_token (or its default) */
+DUET_API int duet_vocab_add_eos(const duet_vocab *v);
 /* 1 if generation should stop at id: eos, eot, eom and the end-of-turn
  * tokens llama.cpp recognises by text (<|eot_id|>, <|im_end|>, <|endoftext|>,
  * <end_of_turn>, <|end|>, ...). 0 for anything else, including bad ids. */
-int duet_vocab_is_eog(const duet_vocab *v, int32_t id);
+DUET_API int duet_vocab_is_eog(const duet_vocab *v, int32_t id);
 
 /* Stored text of a token exactly as in the GGUF (U+2581 for spaces in SPM,
  * byte-to-unicode form in BPE), NUL-terminated; *len (if non-NULL) gets its
  * byte length. NULL for an id out of range. */
-const char *duet_vocab_text(const duet_vocab *v, int32_t id, size_t *len);
+DUET_API const char *duet_vocab_text(const duet_vocab *v, int32_t id, size_t *len);
 /* DUET_TOKEN_* of id, -1 if out of range. */
-int duet_vocab_token_type(const duet_vocab *v, int32_t id);
-float duet_vocab_score(const duet_vocab *v, int32_t id); /* 0 if absent/out of range */
+DUET_API int duet_vocab_token_type(const duet_vocab *v, int32_t id);
+DUET_API float duet_vocab_score(const duet_vocab *v, int32_t id); /* 0 if absent/out of range */
 /* The id whose stored text is exactly s[0..len), -1 if none. */
-int32_t duet_vocab_find(const duet_vocab *v, const char *s, size_t len);
+DUET_API int32_t duet_vocab_find(const duet_vocab *v, const char *s, size_t len);
 /* tokenizer.chat_template, NUL-terminated, or NULL if absent. */
-const char *duet_vocab_chat_template(const duet_vocab *v);
+DUET_API const char *duet_vocab_chat_template(const duet_vocab *v);
 
 /* ---- tokenize --------------------------------------------------------- */
 #define DUET_TOK_ADD_BOS 1       /* prepend BOS (only if the vocab has one) */
@@ -99,9 +100,9 @@ const char *duet_vocab_chat_template(const duet_vocab *v);
  * Invalid UTF-8: SPM keeps the bytes (byte fallback: lossless); BPE replaces
  * each byte that does not start a valid sequence by U+FFFD before
  * pre-tokenization, as llama.cpp does. */
-int duet_tokenize(const duet_vocab *v, const char *text, size_t len, int32_t *out, int cap, int flags);
+DUET_API int duet_tokenize(const duet_vocab *v, const char *text, size_t len, int32_t *out, int cap, int flags);
 /* Same, into a malloc'd array (*ids, free with free()); returns the count. */
-int duet_tokenize_alloc(const duet_vocab *v, const char *text, size_t len, int flags, int32_t **ids);
+DUET_API int duet_tokenize_alloc(const duet_vocab *v, const char *text, size_t len, int flags, int32_t **ids);
 
 /* ---- detokenize ------------------------------------------------------- */
 #define DUET_DETOK_SPECIAL 1    /* render control/unknown tokens' text (else they are dropped) */
@@ -111,16 +112,16 @@ int duet_tokenize_alloc(const duet_vocab *v, const char *text, size_t len, int f
  * byte-level symbol); control and unknown tokens give "" unless
  * DUET_DETOK_SPECIAL. Returns the byte length, snprintf-style (at most cap
  * bytes written, no NUL), or DUET_ERANGE for an id out of range. */
-int duet_token_to_piece(const duet_vocab *v, int32_t id, char *buf, size_t cap, int flags);
+DUET_API int duet_token_to_piece(const duet_vocab *v, int32_t id, char *buf, size_t cap, int flags);
 /* Concatenated pieces of ids[0..n); for SPM the first piece loses one leading
  * space unless DUET_DETOK_KEEP_SPACE. Returns the byte length (snprintf-style:
  * at most cap bytes written, then a NUL if room), DUET_ERANGE naming no id
  * (see duet_detokenize_check) for an id out of range. The result is raw bytes:
  * a token sequence may end inside a UTF-8 character. */
-int64_t duet_detokenize(const duet_vocab *v, const int32_t *ids, int n, char *buf, size_t cap, int flags);
+DUET_API int64_t duet_detokenize(const duet_vocab *v, const int32_t *ids, int n, char *buf, size_t cap, int flags);
 /* 0 if every id is in range, else DUET_ERANGE with a message naming the
  * first bad id and its position. */
-int duet_detokenize_check(const duet_vocab *v, const int32_t *ids, int n, duet_err *err);
+DUET_API int duet_detokenize_check(const duet_vocab *v, const int32_t *ids, int n, duet_err *err);
 
 /* Streaming detokenizer for generation: feed ids one at a time, get text
  * that ends on a code point boundary. Bytes of an incomplete UTF-8 character
@@ -128,14 +129,14 @@ int duet_detokenize_check(const duet_vocab *v, const int32_t *ids, int n, duet_e
  * character becomes U+FFFD (as Hugging Face's lossy decode does), so the text
  * handed out is always valid UTF-8. */
 typedef struct duet_detok_stream duet_detok_stream;
-duet_detok_stream *duet_detok_stream_new(const duet_vocab *v, int flags); /* NULL on ENOMEM */
-void duet_detok_stream_free(duet_detok_stream *s); /* NULL is a no-op */
+DUET_API duet_detok_stream *duet_detok_stream_new(const duet_vocab *v, int flags); /* NULL on ENOMEM */
+DUET_API void duet_detok_stream_free(duet_detok_stream *s); /* NULL is a no-op */
 /* Adds id; returns the newly completed text (valid until the next call on s)
  * and its length in *len. NULL with *len = 0 for an id out of range. */
-const char *duet_detok_stream_push(duet_detok_stream *s, int32_t id, size_t *len);
+DUET_API const char *duet_detok_stream_push(duet_detok_stream *s, int32_t id, size_t *len);
 /* Ends the stream: held bytes of an unfinished character become U+FFFD. The
  * stream can be reused afterwards (it is reset, leading-space rule included). */
-const char *duet_detok_stream_flush(duet_detok_stream *s, size_t *len);
+DUET_API const char *duet_detok_stream_flush(duet_detok_stream *s, size_t *len);
 
 /* ---- chat templates ------------------------------------------------------
  * The common chat formats, applied in C (not a Jinja interpreter): the model's
@@ -161,16 +162,22 @@ typedef struct duet_chat_msg {
 } duet_chat_msg;
 
 /* "chatml", "llama2", ... ; NULL for DUET_CHAT_UNKNOWN or out of range. */
-const char *duet_chat_template_name(duet_chat_template t);
+DUET_API const char *duet_chat_template_name(duet_chat_template t);
 /* The names above separated by ", " (for error hints). */
-const char *duet_chat_template_names(void);
+DUET_API const char *duet_chat_template_names(void);
 /* name_or_text is either one of the names (exact) or a Jinja template text.
  * DUET_ENOTFOUND with a hint listing the names if it is neither. */
-int duet_chat_detect(const char *name_or_text, duet_chat_template *out, duet_err *err);
+DUET_API int duet_chat_detect(const char *name_or_text, duet_chat_template *out, duet_err *err);
 /* Renders msgs[0..n) (+ the assistant header if add_generation_prompt) into
  * a malloc'd NUL-terminated string *out (free with free()); *len if non-NULL. */
-int duet_chat_apply(duet_chat_template t, const duet_chat_msg *msgs, int n, int add_generation_prompt,
-                    char **out, size_t *len, duet_err *err);
+DUET_API int duet_chat_apply(duet_chat_template t, const duet_chat_msg *msgs, int n, int add_generation_prompt,
+                             char **out, size_t *len, duet_err *err);
+
+/* Whether a draft model's vocabulary can stand in for a target's: the same
+ * text for every id of the draft (a larger target vocabulary is fine if its
+ * extra ids are padding the draft never needs). 0, or DUET_EINVAL with err
+ * naming the first id that differs. */
+DUET_API int duet_vocab_check_compatible(const duet_vocab *target, const duet_vocab *draft, duet_err *err);
 
 #ifdef __cplusplus
 }

@@ -104,6 +104,13 @@ double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t
     return cost > 0 ? duet_spec_expected_tokens(alpha, g) * t_target1 / cost : 1;
 }
 
+double duet_spec_adapt_rate(const duet_spec_adapt *a, int g) {
+    if (g < 0) g = 0;
+    if (g > DUET_SPEC_KMAX) g = DUET_SPEC_KMAX;
+    const double cost = g * duet_spec_adapt_draft_cost(a) + duet_spec_adapt_target_cost(a, g + 1);
+    return cost > 0 ? duet_spec_adapt_expected_tokens(a, g) / cost : 0;
+}
+
 int duet_spec_adapt_choose_k(duet_spec_adapt *a) {
     /* Until the draft's cost is known (a model drafter's first round; an
      * n-gram drafter costs nothing measurable), draft at a middle length. */
@@ -114,11 +121,10 @@ int duet_spec_adapt_choose_k(duet_spec_adapt *a) {
      * that size is never chosen. */
     for (int b = 1; b <= a->k_max + 1; b++)
         if (a->n_target[b] == 0) return b - 1;
-    double td = duet_spec_adapt_draft_cost(a), t1 = duet_spec_adapt_target_cost(a, 1);
     int best = 0;
-    double best_rate = 1.0 / t1;
+    double best_rate = duet_spec_adapt_rate(a, 0);
     for (int g = 1; g <= a->k_max; g++) {
-        double rate = duet_spec_adapt_expected_tokens(a, g) / (g * td + duet_spec_adapt_target_cost(a, g + 1));
+        const double rate = duet_spec_adapt_rate(a, g);
         if (rate > best_rate) best_rate = rate, best = g;
     }
     /* Now and then a neighbour of the best, so that the costs beside it and

@@ -47,9 +47,42 @@ static int push(duet_sampler *s, duet_sampler_stage *st) {
     return 0;
 }
 
+int duet_sampler_params_check(const duet_sampler_params *p, duet_err *err) {
+    if (!p) return duet_err_set(err, DUET_EINVAL, "sampler: no parameters");
+    if (isnan(p->temp) || isinf(p->temp)) return duet_err_set(err, DUET_EINVAL, "sampler: temperature must be a finite number");
+    if (!(p->top_p > 0 && p->top_p <= 1)) return duet_err_set(err, DUET_EINVAL, "sampler: top_p must be in (0, 1], not %g", p->top_p);
+    if (!(p->min_p >= 0 && p->min_p <= 1) && !(p->min_p < 0))
+        return duet_err_set(err, DUET_EINVAL, "sampler: min_p must be in [0, 1], not %g", p->min_p);
+    if (!(p->repeat_penalty > 0) || isinf(p->repeat_penalty))
+        return duet_err_set(err, DUET_EINVAL, "sampler: repeat_penalty must be a positive number, not %g", p->repeat_penalty);
+    if (isnan(p->freq_penalty) || isinf(p->freq_penalty))
+        return duet_err_set(err, DUET_EINVAL, "sampler: frequency_penalty must be a finite number");
+    if (isnan(p->presence_penalty) || isinf(p->presence_penalty))
+        return duet_err_set(err, DUET_EINVAL, "sampler: presence_penalty must be a finite number");
+    if (p->penalty_last_n < -1)
+        return duet_err_set(err, DUET_EINVAL, "sampler: penalty_last_n must be >= -1, not %d", p->penalty_last_n);
+    return 0;
+}
+
+int duet_sampler_new_checked(duet_sampler **out, const duet_sampler_params *p, int n_vocab, duet_err *err) {
+    *out = NULL;
+    int rc = duet_sampler_params_check(p, err);
+    if (rc < 0) return rc;
+    if (n_vocab <= 0) return duet_err_set(err, DUET_EINVAL, "sampler: vocabulary size %d", n_vocab);
+    *out = duet_sampler_new(p, n_vocab);
+    return *out ? 0 : duet_err_set(err, DUET_ENOMEM, "sampler: out of memory for %d candidates", n_vocab);
+}
+
+int duet_sampler_n_vocab(const duet_sampler *s) { return s->n_vocab; }
+
+int duet_sampler_has_penalties(const duet_sampler *s) {
+    const duet_sampler_params *p = &s->params;
+    return (p->repeat_penalty != 1 || p->freq_penalty != 0 || p->presence_penalty != 0) && p->penalty_last_n != 0;
+}
+
 duet_sampler *duet_sampler_new(const duet_sampler_params *p, int n_vocab) {
     if (!p || n_vocab <= 0) return NULL;
-    if (!(p->top_p > 0) || p->min_p > 1 || !(p->repeat_penalty > 0) || isnan(p->temp)) return NULL;
+    if (duet_sampler_params_check(p, NULL) < 0) return NULL;
     duet_sampler *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->params = *p;

@@ -1,47 +1,34 @@
-/* duet generate: plain or speculative generation, streamed as text. */
+/* duet generate: one request through a strategy (plain, or speculative with
+ * --draft), run by the strategy driver, streamed as text. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "duet/generate.h"
 #include "duet/lm_local.h"
 #include "duet/model.h"
 #include "duet/sample.h"
-#include "duet/speculative.h"
+#include "duet/strategy.h"
 #include "duet/tok.h"
+#include "opts.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet generate -m MODEL (-p TEXT | --tokens \"ID ...\") [-n N] [options]\n"
-            "  -n N                 new tokens (default 128)\n"
-            "  --chat               treat -p as a user message and apply the model's chat template\n"
-            "  --chat-template NAME override the template (chatml, llama2, llama3, mistral, zephyr, phi3, gemma)\n"
-            "  --temp T             temperature, 0 = greedy (default 0.8)\n"
-            "  --top-k K --top-p P --min-p P    filters (defaults 40, 0.95, 0.05)\n"
-            "  --repeat-penalty R --freq-penalty F --presence-penalty P --penalty-last-n N\n"
-            "  --seed S             RNG seed (default: from the clock, printed in the stats)\n"
-            "  -t N                 threads (default: all CPUs)\n"
-            "  --ctx N              context length (default: the model's)\n"
-            "  --kv-type f16|f32    KV cache type (default f16)\n"
-            "  --ignore-eos         do not stop at end-of-generation tokens\n"
-            "speculative decoding:\n"
-            "  --draft SLM|ngram|SLM+ngram   draft with a small model, n-grams of the text, or both\n"
-            "  --draft-max K        longest draft (default 8)   --draft-min K  (default 0)\n"
-            "  --draft-p-min P      stop drafting below this draft confidence (default 0)\n"
-            "  --spec fixed|adaptive   fixed length or the length maximising expected tokens/s (default adaptive)\n"
-            "output:\n"
-            "  --stats              also the acceptance per draft position (one stats line is always printed)\n"
-            "  --json               print one JSON object (text, ids, stats) instead of streaming\n");
-}
+static const char usage_head[] =
+    "usage: duet generate -m MODEL (-p TEXT | -p - | -f FILE | --tokens \"ID ...\") [-n N] [options]\n"
+    "  Plain generation, or speculative decoding with --draft (the SLM or n-grams draft, the\n"
+    "  model verifies: greedy output is identical, sampled output follows the model exactly).\n"
+    "  One stats line goes to stderr (with the finish reason: stop, length); --json prints one\n"
+    "  object instead. A generation that fills the context ends with finish reason 'length'.\n";
 
 typedef struct {
     duet_vocab *vocab;        /* NULL: print ids */
     duet_detok_stream *detok;
-    int ignore_eos, json, n_out;
+    int json, n_out;
     int32_t *ids;             /* (cap) generated ids, for --json */
     int cap;
     char *text;               /* generated text, for --json */
@@ -65,18 +52,18 @@ static void sink_text(sink *k, const char *s, size_t n) {
     k->text[k->text_len] = 0;
 }
 
-static int on_token(void *user, int32_t tok) {
+/* Every emitted token: kept for --json; printed unless it ends the text. */
+static int on_token(void *user, const duet_token_out *t) {
     sink *k = user;
-    if (k->n_out < k->cap) k->ids[k->n_out++] = tok;
-    int eog = k->vocab && duet_vocab_is_eog(k->vocab, tok);
-    if (eog && !k->ignore_eos) return 1;
+    if (k->n_out < k->cap) k->ids[k->n_out++] = t->id;
+    if (k->vocab && duet_vocab_is_eog(k->vocab, t->id)) return 0; /* the strategy stops on it (stop_ids) */
     if (k->vocab) {
         size_t n;
-        const char *s = duet_detok_stream_push(k->detok, tok, &n);
+        const char *s = duet_detok_stream_push(k->detok, t->id, &n);
         if (s && n) sink_text(k, s, n);
     } else {
         char buf[24];
-        int n = snprintf(buf, sizeof buf, "%s%" PRId32, k->n_out > 1 ? " " : "", tok);
+        int n = snprintf(buf, sizeof buf, "%s%" PRId32, k->n_out > 1 ? " " : "", t->id);
         sink_text(k, buf, (size_t)n);
     }
     return 0;
@@ -107,28 +94,39 @@ static int parse_ids(const char *s, int32_t **out, int n_vocab) {
     return ids ? n : -1;
 }
 
-/* Vocabularies must agree token by token; a larger target vocabulary is fine
- * if its extra ids are padding the draft never needs. */
-static int vocab_compatible(const duet_vocab *target, const duet_vocab *draft, char *why, size_t cap) {
-    int nt = duet_vocab_n(target), nd = duet_vocab_n(draft);
-    if (nd > nt) {
-        snprintf(why, cap, "the draft vocabulary (%d tokens) is larger than the target's (%d)", nd, nt);
-        return 0;
-    }
-    for (int i = 0; i < nd; i++) {
-        size_t la, lb;
-        const char *a = duet_vocab_text(target, i, &la), *b = duet_vocab_text(draft, i, &lb);
-        if (la != lb || memcmp(a, b, la)) {
-            snprintf(why, cap, "token %d differs: target '%.40s', draft '%.40s'", i, a, b);
-            return 0;
+/* Reads a whole stream (the prompt from a file or stdin); NULL on error. */
+static char *read_all(FILE *f) {
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) break;
+        if (len + 1 == cap) {
+            char *t = realloc(buf, cap *= 2);
+            if (!t) { free(buf); return NULL; }
+            buf = t;
         }
     }
-    return 1;
+    if (buf && ferror(f)) { free(buf); return NULL; }
+    if (buf) buf[len] = 0;
+    return buf;
+}
+
+/* A seed nobody else gets: the kernel's entropy pool (the clock in whole
+ * seconds made a loop of runs repeat its "random" samples). */
+static uint64_t fresh_seed(void) {
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) == (ssize_t)sizeof s) return s;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
 }
 
 typedef struct {
-    const char *model, *prompt, *tokens, *draft, *chat_template, *kv;
-    int n_new, threads, ctx, chat, stats, json, ignore_eos, seed_set, adaptive;
+    const char *model, *prompt, *file, *tokens, *draft, *chat_template;
+    int n_new, threads, ctx, chat, stats, json, ignore_eos, seed_set, spec_mode, kv;
+    char *prompt_owned; /* -f FILE or -p - */
     duet_sampler_params sp;
     duet_spec_params spec;
 } gen_args;
@@ -136,76 +134,76 @@ typedef struct {
 static int parse_args(int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
     a->n_new = 128;
+    a->threads = duet_cli_default_threads();
     a->sp = duet_sampler_default_params();
     a->spec = duet_spec_default_params();
-    a->adaptive = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKES_VALUE() do { if (!v) { fprintf(stderr, "duet generate: %s needs a value\n", o); return 2; } i++; } while (0)
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(stdout); return 1; }
-        else if (!strcmp(o, "-m")) { TAKES_VALUE(); a->model = v; }
-        else if (!strcmp(o, "-p")) { TAKES_VALUE(); a->prompt = v; }
-        else if (!strcmp(o, "--tokens")) { TAKES_VALUE(); a->tokens = v; }
-        else if (!strcmp(o, "-n")) { TAKES_VALUE(); a->n_new = atoi(v); }
-        else if (!strcmp(o, "-t")) { TAKES_VALUE(); a->threads = atoi(v); }
-        else if (!strcmp(o, "--ctx")) { TAKES_VALUE(); a->ctx = atoi(v); }
-        else if (!strcmp(o, "--kv-type")) { TAKES_VALUE(); a->kv = v; }
-        else if (!strcmp(o, "--chat")) a->chat = 1;
-        else if (!strcmp(o, "--chat-template")) { TAKES_VALUE(); a->chat_template = v; a->chat = 1; }
-        else if (!strcmp(o, "--temp")) { TAKES_VALUE(); a->sp.temp = strtof(v, NULL); }
-        else if (!strcmp(o, "--top-k")) { TAKES_VALUE(); a->sp.top_k = atoi(v); }
-        else if (!strcmp(o, "--top-p")) { TAKES_VALUE(); a->sp.top_p = strtof(v, NULL); }
-        else if (!strcmp(o, "--min-p")) { TAKES_VALUE(); a->sp.min_p = strtof(v, NULL); }
-        else if (!strcmp(o, "--repeat-penalty")) { TAKES_VALUE(); a->sp.repeat_penalty = strtof(v, NULL); }
-        else if (!strcmp(o, "--freq-penalty")) { TAKES_VALUE(); a->sp.freq_penalty = strtof(v, NULL); }
-        else if (!strcmp(o, "--presence-penalty")) { TAKES_VALUE(); a->sp.presence_penalty = strtof(v, NULL); }
-        else if (!strcmp(o, "--penalty-last-n")) { TAKES_VALUE(); a->sp.penalty_last_n = atoi(v); }
-        else if (!strcmp(o, "--seed")) { TAKES_VALUE(); a->sp.seed = strtoull(v, NULL, 10); a->seed_set = 1; }
-        else if (!strcmp(o, "--ignore-eos")) a->ignore_eos = 1;
-        else if (!strcmp(o, "--stats")) a->stats = 1;
-        else if (!strcmp(o, "--json")) a->json = 1;
-        else if (!strcmp(o, "--draft")) { TAKES_VALUE(); a->draft = v; }
-        else if (!strcmp(o, "--draft-max")) { TAKES_VALUE(); a->spec.draft_max = atoi(v); }
-        else if (!strcmp(o, "--draft-min")) { TAKES_VALUE(); a->spec.draft_min = atoi(v); }
-        else if (!strcmp(o, "--draft-p-min")) { TAKES_VALUE(); a->spec.draft_p_min = strtof(v, NULL); }
-        else if (!strcmp(o, "--spec")) {
-            TAKES_VALUE();
-            if (strcmp(v, "fixed") && strcmp(v, "adaptive")) {
-                fprintf(stderr, "duet generate: --spec takes fixed or adaptive, not '%s'\n", v);
-                return 2;
-            }
-            a->adaptive = !strcmp(v, "adaptive");
-        } else {
-            fprintf(stderr, "duet generate: unknown option '%s' (duet generate --help)\n", o);
-            return 2;
-        }
-#undef TAKES_VALUE
+    a->spec_mode = 1;
+    static const char *const kv_types[] = {"f16", "f32", NULL};
+    static const char *const spec_modes[] = {"fixed", "adaptive", NULL};
+    const duet_opt opts[] = {
+        DUET_OPT_STR("model", 'm', &a->model, "PATH", "the GGUF model (the target with --draft)"),
+        DUET_OPT_STR("prompt", 'p', &a->prompt, "TEXT", "the prompt; '-' reads it from stdin"),
+        DUET_OPT_STR("file", 'f', &a->file, "FILE", "read the prompt from a file"),
+        DUET_OPT_STR("tokens", 0, &a->tokens, "\"ID ...\"", "the prompt as token ids"),
+        DUET_OPT_INT("n-predict", 'n', &a->n_new, 0, 1 << 24, "N", "new tokens at most (default 128)"),
+        DUET_OPT_FLAG("chat", 0, &a->chat, "treat the prompt as a user message and apply the model's chat template"),
+        DUET_OPT_STR("chat-template", 0, &a->chat_template, "NAME",
+                     "override the template (chatml, llama2, llama3, mistral, zephyr, phi3, gemma)"),
+        DUET_OPT_FLOAT("temp", 0, &a->sp.temp, 0, 100, "T", "temperature, 0 = greedy (default 0.8)"),
+        DUET_OPT_INT("top-k", 0, &a->sp.top_k, 0, 1 << 30, "K", "keep the K most likely tokens, 0 = off (default 40)"),
+        DUET_OPT_FLOAT_GT("top-p", 0, &a->sp.top_p, 0, 1, "P", "nucleus filter in (0, 1], 1 = off (default 0.95)"),
+        DUET_OPT_FLOAT("min-p", 0, &a->sp.min_p, 0, 1, "P", "drop tokens below P x the top probability (default 0.05)"),
+        DUET_OPT_FLOAT_GT("repeat-penalty", 0, &a->sp.repeat_penalty, 0, 100, "R", "repeat penalty, 1 = off"),
+        DUET_OPT_FLOAT("freq-penalty", 0, &a->sp.freq_penalty, -100, 100, "F", "frequency penalty, 0 = off"),
+        DUET_OPT_FLOAT("presence-penalty", 0, &a->sp.presence_penalty, -100, 100, "P", "presence penalty, 0 = off"),
+        DUET_OPT_INT("penalty-last-n", 0, &a->sp.penalty_last_n, -1, 1 << 24, "N",
+                     "history the penalties look at, -1 = all (default 64)"),
+        {.name = "seed", .short_name = 's', .type = DUET_OPTT_U64, .dest = &a->sp.seed, .given = &a->seed_set,
+         .arg = "S", .help = "RNG seed (default: a fresh one from the system, printed in the stats)"},
+        DUET_OPT_THREADS(&a->threads),
+        DUET_OPT_INT("ctx", 'c', &a->ctx, 0, 1 << 24, "N", "context length (default: the model's trained context)"),
+        DUET_OPT_CHOICE("kv-type", 0, &a->kv, kv_types, "KV cache type: f16 (default) or f32"),
+        DUET_OPT_FLAG("ignore-eos", 0, &a->ignore_eos, "do not stop at end-of-generation tokens"),
+        DUET_OPT_STR("draft", 0, &a->draft, "SLM|ngram|SLM+ngram",
+                     "speculative decoding: draft with a small model, n-grams of the text, or both"),
+        DUET_OPT_INT("draft-max", 0, &a->spec.draft_max, 0, DUET_SPEC_KMAX, "K", "longest draft (default 8)"),
+        DUET_OPT_INT("draft-min", 0, &a->spec.draft_min, 0, DUET_SPEC_KMAX, "K",
+                     "the draft does not stop early before K tokens (default 0)"),
+        DUET_OPT_FLOAT("draft-p-min", 0, &a->spec.draft_p_min, 0, 1, "P",
+                       "stop drafting below this draft confidence (default 0)"),
+        DUET_OPT_CHOICE("spec", 0, &a->spec_mode, spec_modes,
+                        "fixed length, or adaptive: the length maximising expected tokens/s (default)"),
+        DUET_OPT_FLAG("stats", 0, &a->stats, "also the acceptance per draft position"),
+        DUET_OPT_FLAG("json", 0, &a->json, "print one JSON object (text, ids, stats) instead of streaming"),
+        DUET_OPT_END,
+    };
+    int rc = duet_opts_parse("generate", opts, argc, argv, usage_head);
+    if (rc) return rc;
+    if (!a->model) return duet_opts_error("generate", "need -m MODEL (duet generate --help)");
+    if ((a->prompt != NULL) + (a->file != NULL) + (a->tokens != NULL) != 1)
+        return duet_opts_error("generate", "need exactly one of -p TEXT, -f FILE or --tokens IDS");
+    if (a->chat_template) a->chat = 1;
+    if (!a->seed_set) a->sp.seed = fresh_seed();
+    a->spec.adaptive = a->spec_mode == 1;
+    if (a->file || (a->prompt && !strcmp(a->prompt, "-"))) {
+        FILE *f = a->file ? fopen(a->file, "rb") : stdin;
+        if (!f) return duet_opts_error("generate", "cannot open the prompt file '%s': %s", a->file, strerror(errno));
+        a->prompt_owned = read_all(f);
+        if (a->file) fclose(f);
+        if (!a->prompt_owned) return duet_opts_error("generate", "cannot read the prompt from %s", a->file ? a->file : "stdin");
+        a->prompt = a->prompt_owned;
     }
-    if (!a->model || (!a->prompt == !a->tokens)) {
-        fprintf(stderr, "duet generate: need -m MODEL and exactly one of -p TEXT or --tokens IDS\n");
-        return 2;
-    }
-    if (a->n_new < 0 || a->spec.draft_max < 0 || a->spec.draft_max > DUET_SPEC_KMAX) {
-        fprintf(stderr, "duet generate: -n must be >= 0 and --draft-max within 0..%d\n", DUET_SPEC_KMAX);
-        return 2;
-    }
-    if (a->kv && strcmp(a->kv, "f16") && strcmp(a->kv, "f32")) {
-        fprintf(stderr, "duet generate: --kv-type takes f16 or f32, not '%s'\n", a->kv);
-        return 2;
-    }
-    if (!a->seed_set) a->sp.seed = (uint64_t)time(NULL);
-    a->spec.adaptive = a->adaptive;
     return 0;
 }
 
-/* The prompt as token ids: --tokens as given, -p tokenized (after the chat template). */
+/* The prompt as token ids: --tokens as given, text tokenized (after the chat template). */
 static int prompt_ids(const gen_args *a, const duet_vocab *vocab, int n_vocab, int32_t **ids) {
     if (a->tokens) {
         int n = parse_ids(a->tokens, ids, n_vocab);
         if (n == -2) fprintf(stderr, "duet generate: --tokens holds an id outside [0, %d)\n", n_vocab);
         else if (n < 0) fprintf(stderr, "duet generate: --tokens must be integers separated by spaces\n");
-        return n;
+        else if (n == 0) fprintf(stderr, "duet generate: --tokens is empty\n");
+        return n > 0 ? n : -1;
     }
     if (!vocab) {
         fprintf(stderr, "duet generate: this model has no tokenizer; use --tokens\n");
@@ -232,29 +230,22 @@ static int prompt_ids(const gen_args *a, const duet_vocab *vocab, int n_vocab, i
     const char *src = text ? text : a->prompt;
     int n = duet_tokenize_alloc(vocab, src, strlen(src), flags, ids);
     free(text);
-    if (n < 0) fprintf(stderr, "duet generate: could not tokenize the prompt\n");
+    if (n < 0) fprintf(stderr, "duet generate: could not tokenize the prompt (is it valid UTF-8?)\n");
     if (n == 0) fprintf(stderr, "duet generate: the prompt is empty\n");
     return n > 0 ? n : -1;
 }
 
-static void print_stats_json(cJSON *o, const gen_args *a, int spec, const duet_spec_stats *ss,
-                             const duet_gen_stats *gs) {
+static void print_stats_json(cJSON *o, const gen_args *a, int spec, const duet_stats *ss) {
+    const double t_gen = ss->t_total - ss->t_prefill;
     cJSON_AddNumberToObject(o, "seed", (double)a->sp.seed);
-    if (!spec) {
-        cJSON_AddNumberToObject(o, "n_prompt", gs->n_prompt);
-        cJSON_AddNumberToObject(o, "n_generated", gs->n_generated);
-        cJSON_AddNumberToObject(o, "prefill_s", gs->t_prefill);
-        cJSON_AddNumberToObject(o, "decode_s", gs->t_decode);
-        cJSON_AddNumberToObject(o, "prefill_tok_s", gs->t_prefill > 0 ? gs->n_prompt / gs->t_prefill : 0);
-        cJSON_AddNumberToObject(o, "decode_tok_s", gs->t_decode > 0 ? gs->n_generated / gs->t_decode : 0);
-        return;
-    }
-    double t_gen = ss->t_total - ss->t_prefill;
+    cJSON_AddStringToObject(o, "finish_reason", duet_finish_name(ss->finish));
     cJSON_AddNumberToObject(o, "n_prompt", ss->n_prompt);
     cJSON_AddNumberToObject(o, "n_generated", ss->n_generated);
     cJSON_AddNumberToObject(o, "prefill_s", ss->t_prefill);
     cJSON_AddNumberToObject(o, "decode_s", t_gen);
+    cJSON_AddNumberToObject(o, "prefill_tok_s", ss->t_prefill > 0 ? ss->n_prompt / ss->t_prefill : 0);
     cJSON_AddNumberToObject(o, "decode_tok_s", t_gen > 0 ? ss->n_generated / t_gen : 0);
+    if (!spec) return;
     cJSON_AddNumberToObject(o, "rounds", ss->rounds);
     cJSON_AddNumberToObject(o, "drafted", ss->drafted);
     cJSON_AddNumberToObject(o, "accepted", ss->accepted);
@@ -267,30 +258,35 @@ static void print_stats_json(cJSON *o, const gen_args *a, int spec, const duet_s
     cJSON_AddNumberToObject(o, "mean_accepted_length", spec_rounds ? (double)ss->accepted / spec_rounds : 0);
     cJSON_AddNumberToObject(o, "target_evals", ss->target_evals);
     cJSON_AddNumberToObject(o, "draft_evals", ss->draft_evals);
+    cJSON_AddNumberToObject(o, "target_tokens", (double)ss->target_tokens);
+    cJSON_AddNumberToObject(o, "draft_tokens", (double)ss->draft_tokens);
     cJSON_AddNumberToObject(o, "draft_s", ss->t_draft);
     cJSON_AddNumberToObject(o, "target_s", ss->t_target);
     cJSON_AddNumberToObject(o, "other_s", t_gen - ss->t_draft - ss->t_target);
     cJSON *pos = cJSON_AddArrayToObject(o, "acceptance_by_position");
     for (int i = 0; i < DUET_SPEC_KMAX && ss->drafted_at[i]; i++)
         cJSON_AddItemToArray(pos, cJSON_CreateNumber((double)ss->accepted_at[i] / ss->drafted_at[i]));
+    cJSON *by = cJSON_AddObjectToObject(o, "tokens_by_origin");
+    for (int i = 0; i < DUET_ORIGIN_COUNT; i++) cJSON_AddNumberToObject(by, duet_origin_name(i), ss->by_origin[i]);
 }
 
-static void print_stats_line(const gen_args *a, int spec, const duet_spec_stats *ss, const duet_gen_stats *gs) {
+static void print_stats_line(const gen_args *a, int spec, const duet_stats *ss) {
+    const double t_gen = ss->t_total - ss->t_prefill;
     if (!spec) {
-        fprintf(stderr, "\n[stats] prompt %d tok, %.1f tok/s | generated %d tok, %.1f tok/s | seed %" PRIu64 "\n",
-                gs->n_prompt, gs->t_prefill > 0 ? gs->n_prompt / gs->t_prefill : 0, gs->n_generated,
-                gs->t_decode > 0 ? gs->n_generated / gs->t_decode : 0, a->sp.seed);
+        fprintf(stderr,
+                "\n[stats] prompt %d tok, %.1f tok/s | generated %d tok, %.1f tok/s | finish %s | seed %" PRIu64 "\n",
+                ss->n_prompt, ss->t_prefill > 0 ? ss->n_prompt / ss->t_prefill : 0, ss->n_generated,
+                t_gen > 0 ? ss->n_generated / t_gen : 0, duet_finish_name(ss->finish), a->sp.seed);
         return;
     }
-    double t_gen = ss->t_total - ss->t_prefill;
     fprintf(stderr,
             "\n[stats] prompt %d tok | generated %d tok, %.1f tok/s | drafted %d, accepted %d (%.1f%%), "
             "mean accepted length %.2f | target evals %d, draft evals %d | time: draft %.3fs, target %.3fs, "
-            "other %.3fs | seed %" PRIu64 "\n",
+            "other %.3fs | finish %s | seed %" PRIu64 "\n",
             ss->n_prompt, ss->n_generated, t_gen > 0 ? ss->n_generated / t_gen : 0, ss->drafted, ss->accepted,
             ss->drafted ? 100.0 * ss->accepted / ss->drafted : 0,
             ss->drafted_at[0] ? (double)ss->accepted / ss->drafted_at[0] : 0, ss->target_evals, ss->draft_evals,
-            ss->t_draft, ss->t_target, t_gen - ss->t_draft - ss->t_target, a->sp.seed);
+            ss->t_draft, ss->t_target, t_gen - ss->t_draft - ss->t_target, duet_finish_name(ss->finish), a->sp.seed);
     if (!a->stats) return;
     fprintf(stderr, "[stats] acceptance by draft position:");
     for (int i = 0; i < DUET_SPEC_KMAX && ss->drafted_at[i]; i++)
@@ -298,117 +294,135 @@ static void print_stats_line(const gen_args *a, int spec, const duet_spec_stats 
     fprintf(stderr, "\n");
 }
 
+/* The end-of-generation ids of a vocabulary (the strategy stops on them). */
+static int eog_ids(const duet_vocab *v, int32_t **out) {
+    int n = 0, nv = duet_vocab_n(v);
+    for (int i = 0; i < nv; i++) n += duet_vocab_is_eog(v, i) != 0;
+    *out = malloc(sizeof **out * (size_t)(n ? n : 1));
+    if (!*out) return -1;
+    n = 0;
+    for (int i = 0; i < nv; i++)
+        if (duet_vocab_is_eog(v, i)) (*out)[n++] = i;
+    return n;
+}
+
+static int load_model(duet_model **m, duet_vocab **v, const char *path, const duet_model_params *mp, duet_err *err) {
+    int rc = duet_model_load(m, path, mp, err);
+    if (rc < 0) return rc;
+    if (duet_gguf_find_key(duet_model_gguf(*m), "tokenizer.ggml.model") >= 0) rc = duet_vocab_load(v, duet_model_gguf(*m), err);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
     gen_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) {
+        free(a.prompt_owned);
+        return rc == 1 ? 0 : rc;
+    }
 
     int status = 1;
     duet_err err = {0};
     duet_model *tm = NULL, *dm = NULL;
-    duet_seq *ts = NULL, *ds = NULL;
+    duet_lm *tl = NULL, *dl = NULL;
     duet_vocab *tv = NULL, *dv = NULL;
     duet_sampler *smp = NULL;
-    int32_t *prompt = NULL;
+    duet_strategy *strat = NULL;
+    int32_t *prompt = NULL, *stop = NULL;
     sink k = {0};
 
     duet_model_params mp = duet_model_default_params();
     mp.n_threads = a.threads;
-    mp.kv_type = a.kv && !strcmp(a.kv, "f32") ? DUET_KV_F32 : DUET_KV_F16;
-    if (duet_model_load(&tm, a.model, &mp, &err) < 0) goto fail;
-    if (duet_gguf_find_key(duet_model_gguf(tm), "tokenizer.ggml.model") >= 0 &&
-        duet_vocab_load(&tv, duet_model_gguf(tm), &err) < 0) goto fail;
+    mp.kv_type = a.kv == 1 ? DUET_KV_F32 : DUET_KV_F16;
+    if (load_model(&tm, &tv, a.model, &mp, &err) < 0) goto fail;
 
     const char *draft_model = NULL;
+    static char path[4096];
     if (a.draft) {
         a.spec.use_ngram = !strcmp(a.draft, "ngram") || strstr(a.draft, "+ngram") != NULL;
         a.spec.use_model = strcmp(a.draft, "ngram") != 0;
-        static char path[4096];
         snprintf(path, sizeof path, "%s", a.draft);
         char *plus = strstr(path, "+ngram");
         if (plus) *plus = 0;
         if (a.spec.use_model) draft_model = path;
-        if (a.sp.repeat_penalty != 1 || a.sp.freq_penalty != 0 || a.sp.presence_penalty != 0) {
-            fprintf(stderr, "duet generate: penalties are not supported with --draft (they make each position's "
-                            "distribution depend on unverified tokens)\n");
-            status = 2;
-            goto done;
-        }
     }
     if (draft_model) {
         duet_model_params dp = mp;
         dp.pool = duet_model_pool(tm); /* one pool: the models never run at the same time */
-        if (duet_model_load(&dm, draft_model, &dp, &err) < 0) goto fail;
-        if (tv && duet_gguf_find_key(duet_model_gguf(dm), "tokenizer.ggml.model") >= 0 &&
-            duet_vocab_load(&dv, duet_model_gguf(dm), &err) < 0) goto fail;
-        char why[256];
-        if (tv && dv && !vocab_compatible(tv, dv, why, sizeof why)) {
-            fprintf(stderr, "duet generate: draft and target vocabularies differ: %s\n", why);
-            goto done;
-        }
-        if (duet_model_n_vocab(dm) > duet_model_n_vocab(tm)) {
-            fprintf(stderr, "duet generate: the draft model's vocabulary (%d) is larger than the target's (%d)\n",
-                    duet_model_n_vocab(dm), duet_model_n_vocab(tm));
+        if (load_model(&dm, tv ? &dv : NULL, draft_model, &dp, &err) < 0) goto fail;
+        if (tv && dv && duet_vocab_check_compatible(tv, dv, &err) < 0) {
+            fprintf(stderr, "duet generate: draft and target vocabularies differ: %s\n", err.msg);
             goto done;
         }
     }
 
+    const int n_train = duet_model_hparams(tm)->n_ctx_train;
+    if (a.ctx > n_train && n_train > 0)
+        fprintf(stderr, "duet generate: warning: --ctx %d exceeds the context the model was trained for (%d); "
+                        "text past %d positions is out of its training\n", a.ctx, n_train, n_train);
     int n_prompt = prompt_ids(&a, tv, duet_model_n_vocab(tm), &prompt);
     if (n_prompt < 0) goto done;
-    if (duet_seq_new(&ts, tm, a.ctx, &err) < 0) goto fail;
-    if (dm && duet_seq_new(&ds, dm, a.ctx > 0 ? a.ctx : duet_seq_n_ctx(ts), &err) < 0) goto fail;
-    if (n_prompt > duet_seq_n_ctx(ts)) {
+    if (duet_lm_local_new(&tl, tm, a.ctx, "llm", &err) < 0) goto fail;
+    if (n_prompt > duet_lm_n_ctx(tl)) {
         fprintf(stderr, "duet generate: the prompt has %d tokens but the context holds %d (use --ctx)\n", n_prompt,
-                duet_seq_n_ctx(ts));
+                duet_lm_n_ctx(tl));
         goto done;
     }
-    smp = duet_sampler_new(&a.sp, duet_model_n_vocab(tm));
-    if (!smp) {
-        fprintf(stderr, "duet generate: invalid sampling parameters (top-p must be in (0, 1], min-p <= 1, "
-                        "repeat penalty > 0)\n");
+    if (dm) {
+        /* The draft works within its own trained context: past it, its
+         * guesses are noise (model cards); the strategy stops drafting there. */
+        int dctx = duet_lm_n_ctx(tl), d_train = duet_model_hparams(dm)->n_ctx_train;
+        if (d_train > 0 && d_train < dctx) dctx = d_train;
+        if (duet_lm_local_new(&dl, dm, dctx, "draft", &err) < 0) goto fail;
+    }
+    if (duet_sampler_new_checked(&smp, &a.sp, duet_model_n_vocab(tm), &err) < 0) {
+        fprintf(stderr, "duet generate: %s\n", err.msg);
         status = 2;
+        goto done;
+    }
+    rc = a.draft ? duet_strategy_speculative(&strat, tl, dl, smp, &a.spec, &err)
+                 : duet_strategy_plain(&strat, tl, smp, &err);
+    if (rc < 0) {
+        fprintf(stderr, "duet generate: %s\n", err.msg);
+        status = rc == DUET_EINVAL ? 2 : 1;
         goto done;
     }
 
     k.vocab = tv;
     k.json = a.json;
-    k.ignore_eos = a.ignore_eos;
     k.cap = a.n_new;
     k.ids = malloc(sizeof *k.ids * (size_t)(a.n_new + 1));
     if (tv && !(k.detok = duet_detok_stream_new(tv, 0))) goto oom;
+    int n_stop = 0;
+    if (tv && !a.ignore_eos && (n_stop = eog_ids(tv, &stop)) < 0) goto oom;
     if (!k.ids) goto oom;
 
-    duet_lm tl = duet_lm_from_seq(ts), dl;
-    duet_spec_stats ss;
-    duet_gen_stats gs;
-    int spec = a.draft != NULL;
-    if (spec) {
-        if (ds) dl = duet_lm_from_seq(ds);
-        rc = duet_speculative_generate(&tl, ds ? &dl : NULL, smp, &a.spec, prompt, n_prompt, a.n_new, on_token, &k,
-                                       &ss, &err);
-    } else {
-        rc = duet_generate(&tl, smp, prompt, n_prompt, a.n_new, on_token, &k, &gs, &err);
-    }
+    duet_request req = {.prompt = prompt, .n_prompt = n_prompt, .max_new = a.n_new, .stop_ids = stop,
+                        .n_stop_ids = n_stop, .emit = on_token, .user = &k};
+    rc = duet_run(strat, &req, &err);
     if (k.detok) {
         size_t n;
         const char *s = duet_detok_stream_flush(k.detok, &n);
         if (s && n) sink_text(&k, s, n);
     }
     if (rc < 0) goto fail;
+    duet_stats ss;
+    duet_strategy_stats(strat, &ss);
     if (a.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "text", k.text ? k.text : "");
         cJSON *ids = cJSON_AddArrayToObject(o, "ids");
         for (int i = 0; i < k.n_out; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(k.ids[i]));
+        cJSON_AddStringToObject(o, "finish_reason", duet_finish_name(ss.finish));
         cJSON *st = cJSON_AddObjectToObject(o, "stats");
-        print_stats_json(st, &a, spec, &ss, &gs);
+        print_stats_json(st, &a, a.draft != NULL, &ss);
         char *js = cJSON_PrintUnformatted(o);
         printf("%s\n", js);
         free(js);
         cJSON_Delete(o);
     } else {
         printf("\n");
-        print_stats_line(&a, spec, &ss, &gs);
+        print_stats_line(&a, a.draft != NULL, &ss);
     }
     status = 0;
     goto done;
@@ -417,13 +431,16 @@ oom:
 fail:
     fprintf(stderr, "duet generate: %s\n", err.msg);
 done:
+    free(a.prompt_owned);
     free(prompt);
+    free(stop);
     free(k.ids);
     free(k.text);
     duet_detok_stream_free(k.detok);
+    duet_strategy_free(strat);
     duet_sampler_free(smp);
-    duet_seq_free(ds);
-    duet_seq_free(ts);
+    duet_lm_free(dl);
+    duet_lm_free(tl);
     duet_vocab_free(dv);
     duet_vocab_free(tv);
     duet_model_free(dm);

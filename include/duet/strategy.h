@@ -1,0 +1,220 @@
+/* duet — collaboration strategies and the driver that steps them together.
+ *
+ * A strategy holds one request's state over one or more models (duet_lm) and
+ * never calls eval itself. Each driver step has two halves:
+ *
+ *   step(s, plan)  the strategy says what each of its models must evaluate
+ *                  next: tokens to append and which logit rows it wants back
+ *                  (duet_plan_eval), into buffers the strategy owns;
+ *   accept(s)      the driver has run those evals -- one pass per model for
+ *                  all active requests together -- and the strategy decides:
+ *                  samples, verifies, rolls back, emits tokens, each tagged
+ *                  with who produced it (duet_origin).
+ *
+ * until done(s) gives a finish reason. Plain generation, speculative decoding
+ * (model, n-gram and combined drafts; fixed or adaptive length) and the
+ * cascade are strategies; a strategy can run another as one of its legs
+ * (a cascade whose LLM leg is speculative) by forwarding step and accept.
+ * Adding a mechanism is one new file in src/collab/ (docs/architecture.md).
+ * The CLI runs the driver with one request; the server with many. */
+#ifndef DUET_STRATEGY_H
+#define DUET_STRATEGY_H
+
+#include <stdint.h>
+
+#include "duet/api.h"
+#include "duet/err.h"
+#include "duet/lm.h"
+#include "duet/sample.h"
+#include "duet/spec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Why a request ended (OpenAI's finish_reason). Append-only. */
+typedef enum duet_finish {
+    DUET_FINISH_NONE = 0,   /* still running */
+    DUET_FINISH_STOP = 1,   /* an end-of-generation token, or the consumer asked to stop */
+    DUET_FINISH_LENGTH = 2, /* max_new tokens, or the context is full */
+    DUET_FINISH_ERROR = 3,  /* see the strategy's err */
+} duet_finish;
+
+DUET_API const char *duet_finish_name(duet_finish f); /* "stop", "length", "error", "none" */
+
+/* Who produced an emitted token. Append-only (clients colour tokens by it). */
+typedef enum duet_origin {
+    DUET_BY_TARGET = 0,      /* the main model: plain decoding, or the LLM's correction / bonus token */
+    DUET_BY_DRAFT_MODEL = 1, /* drafted by the SLM, verified and kept by the LLM */
+    DUET_BY_DRAFT_NGRAM = 2, /* drafted from n-grams of the text, kept by the LLM */
+    DUET_BY_SLM = 3,         /* answered by a cheaper tier alone (a cascade that did not escalate) */
+    DUET_ORIGIN_COUNT
+} duet_origin;
+
+DUET_API const char *duet_origin_name(duet_origin o); /* "llm", "draft", "ngram", "slm" */
+
+typedef struct duet_token_out {
+    int32_t id;
+    duet_origin origin;
+    int tier;      /* which model of the strategy produced it: 0 = the first/cheapest leg ... */
+    float logprob; /* log p(id) under the producing model's raw logits (NAN if unknown) */
+} duet_token_out;
+
+/* Receives every emitted token in order; nonzero stops the request
+ * (finish reason stop), e.g. a client that went away. */
+typedef int (*duet_emit_fn)(void *user, const duet_token_out *t);
+
+/* One request. The strategy copies what it keeps; the prompt may be freed
+ * after reset. */
+typedef struct duet_request {
+    const int32_t *prompt; /* (n_prompt), n_prompt >= 1 */
+    int n_prompt;
+    int max_new;           /* new tokens at most (>= 0) */
+    const int32_t *stop_ids; /* (n_stop_ids) end-of-generation ids: emitted, then finish stop */
+    int n_stop_ids;
+    duet_emit_fn emit;     /* may be NULL */
+    void *user;
+    int want_logprob;      /* fill duet_token_out.logprob (costs a pass over the vocabulary per token) */
+} duet_request;
+
+/* What every strategy reports; fields a strategy has no use for stay 0. */
+typedef struct duet_stats {
+    int n_prompt, n_generated;
+    int by_origin[DUET_ORIGIN_COUNT]; /* emitted tokens by who produced them */
+    int rounds;                       /* verification rounds, including plain decode steps */
+    int drafted, accepted;            /* draft tokens proposed / kept */
+    int drafted_model, accepted_model, drafted_ngram, accepted_ngram;
+    int drafted_at[DUET_SPEC_KMAX], accepted_at[DUET_SPEC_KMAX]; /* per draft position */
+    int target_evals, draft_evals;    /* eval blocks asked of each model */
+    long target_tokens, draft_tokens; /* tokens evaluated by each model */
+    int escalated;                    /* cascade: tiers passed over (0: the first tier answered) */
+    double confidence;                /* cascade: the deciding tier's confidence (mean token logprob) */
+    double t_prefill;                 /* seconds of the prompt's pass */
+    double t_draft, t_target;         /* seconds of the passes holding this request's blocks */
+    double t_total;                   /* wall seconds from the first step to the end */
+    duet_finish finish;
+} duet_stats;
+
+/* ---- the plan: what a step asks the models to evaluate ---------------------- */
+typedef struct duet_plan duet_plan;
+
+/* Asks the driver to append tok (n >= 1) to lm and write the logits of the
+ * last n_logits of them to logits (n_logits, lm->n_vocab). The buffers stay
+ * the strategy's and must live until accept. seconds (may be NULL) receives
+ * the wall time of the pass that ran the block. At most one block per lm per
+ * step. */
+DUET_API int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits, float *logits,
+                            double *seconds);
+
+/* ---- the interface every strategy implements ---------------------------------
+ * llama.cpp's llama_sampler_i is the model: a table of hooks over a state. */
+typedef struct duet_strategy duet_strategy;
+typedef struct duet_strategy_i {
+    const char *name;
+    /* Starts (or restarts) a request: forgets the previous one, rolls its
+     * models back to position 0, validates the request. */
+    int (*reset)(duet_strategy *s, const duet_request *req, duet_err *err);
+    /* Adds the blocks the request needs next. A running strategy always asks
+     * for at least one block (else it must finish). */
+    int (*step)(duet_strategy *s, duet_plan *plan, duet_err *err);
+    /* The blocks asked for in step have been evaluated. */
+    int (*accept)(duet_strategy *s, duet_err *err);
+    void (*stats)(const duet_strategy *s, duet_stats *out);
+    void (*free)(duet_strategy *s);
+} duet_strategy_i;
+
+/* Every strategy's state begins with this (the implementation's struct
+ * embeds it first). */
+struct duet_strategy {
+    const duet_strategy_i *iface;
+    duet_finish finish; /* set by the strategy, or ERROR by the driver */
+    duet_err err;       /* why, when finish == DUET_FINISH_ERROR */
+};
+
+DUET_API int duet_strategy_reset(duet_strategy *s, const duet_request *req, duet_err *err);
+DUET_API duet_finish duet_strategy_done(const duet_strategy *s);
+DUET_API void duet_strategy_stats(const duet_strategy *s, duet_stats *out);
+DUET_API const char *duet_strategy_name(const duet_strategy *s);
+DUET_API void duet_strategy_free(duet_strategy *s); /* NULL is a no-op; does not free the models */
+
+/* ---- the strategies ------------------------------------------------------------ */
+
+/* Plain autoregressive decoding on one model: the baseline every mechanism
+ * is measured against. sampler is borrowed (its vocabulary must be lm's). */
+DUET_API int duet_strategy_plain(duet_strategy **out, duet_lm *lm, duet_sampler *sampler, duet_err *err);
+
+typedef struct duet_spec_params {
+    int use_model;     /* draft with the draft model */
+    int use_ngram;     /* draft from n-grams of the prompt and output */
+    int draft_max;     /* longest draft (fixed length when !adaptive), 0..DUET_SPEC_KMAX */
+    int draft_min;     /* the model drafter does not stop early before this */
+    float draft_p_min; /* stop drafting when the draft's top probability falls below, [0, 1] */
+    int adaptive;      /* choose the length per round from measured acceptance and costs */
+    int ngram_min, ngram_max; /* 1 <= ngram_min <= ngram_max <= 64 */
+    /* Optional: adaptive estimates (acceptance, costs) kept across requests
+     * of the same model pair, initialised once with duet_spec_adapt_init;
+     * NULL: each request learns from scratch. */
+    duet_spec_adapt *learned_model, *learned_ngram;
+} duet_spec_params;
+
+DUET_API duet_spec_params duet_spec_default_params(void);
+/* 0, or DUET_EINVAL with err naming the field at fault. */
+DUET_API int duet_spec_params_check(const duet_spec_params *p, duet_err *err);
+
+/* Speculative decoding: a drafter (draft model, n-grams of the text so far,
+ * or both) proposes a block of tokens, the target verifies the whole block
+ * in one batched eval, both roll back to the accepted prefix. Lossless:
+ * greedy output equals the target's greedy output, sampled output follows
+ * the target's distribution exactly (spec.h). draft may be NULL without
+ * use_model. The draft's vocabulary must be the target's or a prefix of it;
+ * sampler must have no penalties (they make each position's distribution
+ * depend on unverified tokens) and the target's vocabulary size. */
+DUET_API int duet_strategy_speculative(duet_strategy **out, duet_lm *target, duet_lm *draft, duet_sampler *sampler,
+                                       const duet_spec_params *p, duet_err *err);
+
+/* A cascade over tiers ordered by cost: tier i answers the whole request
+ * (buffered, not emitted), its confidence -- the mean log-probability of its
+ * tokens under its own model -- is compared with threshold[i], and the
+ * request escalates to tier i + 1 when below; the last tier's answer is
+ * always kept. Each tier is a strategy (plain, speculative, ...), borrowed.
+ * threshold: (n_tiers - 1). -INFINITY never escalates, +INFINITY always. */
+DUET_API int duet_strategy_cascade(duet_strategy **out, duet_strategy *const *tiers, const float *threshold,
+                                   int n_tiers, duet_err *err);
+
+/* ---- the driver: many requests stepped together ----------------------------- */
+typedef struct duet_driver duet_driver;
+
+DUET_API int duet_driver_new(duet_driver **out, duet_err *err);
+DUET_API void duet_driver_free(duet_driver *d); /* NULL is a no-op; strategies are not freed */
+/* Adds a request whose strategy was reset; it takes part in the next step. */
+DUET_API int duet_driver_add(duet_driver *d, duet_strategy *s, duet_err *err);
+/* Takes a request out (finished or not, e.g. a client that went away). */
+DUET_API void duet_driver_remove(duet_driver *d, duet_strategy *s);
+/* One step for every active request: gathers their blocks, evaluates them
+ * with one pass per model (duet_lm_eval_blocks), hands each request its rows.
+ * A request that fails ends with DUET_FINISH_ERROR alone; the others go on.
+ * Finished requests leave the driver. Returns the number still active, or a
+ * negative error that concerns no single request (out of memory). */
+DUET_API int duet_driver_step(duet_driver *d, duet_err *err);
+DUET_API int duet_driver_n_active(const duet_driver *d);
+/* Passes run so far and blocks they held, over all models. */
+DUET_API void duet_driver_counts(const duet_driver *d, long *passes, long *blocks);
+
+/* Runs one request to its end with a driver of its own. Returns the finish
+ * reason, or a negative error (then err says why; the tokens emitted so far
+ * were delivered). */
+DUET_API int duet_run(duet_strategy *s, const duet_request *req, duet_err *err);
+
+/* ---- combining the logits of several models ------------------------------------
+ * out = sum_i w_i * log_softmax(logits_i) over the vocabulary of out (n_vocab):
+ * the primitive of fusion (a weighted product of experts), contrastive
+ * decoding (w = 1, -alpha) and proxy-tuning (LLM + tuned SLM - base SLM).
+ * Rows shorter than n_vocab (a smaller model's vocabulary, n_vocab_i) count
+ * as -INFINITY past their end. logits: n_models rows (n_vocab_i). */
+DUET_API int duet_logits_combine(float *out, int n_vocab, const float *const *logits, const int *n_vocab_i,
+                                 const float *w, int n_models, duet_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
