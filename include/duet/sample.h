@@ -28,12 +28,12 @@ typedef struct duet_rng {
     uint64_t s[4];
 } duet_rng;
 
-void duet_rng_seed(duet_rng *r, uint64_t seed);
-uint64_t duet_rng_next(duet_rng *r);
+DUET_API void duet_rng_seed(duet_rng *r, uint64_t seed);
+DUET_API uint64_t duet_rng_next(duet_rng *r);
 /* Uniform in [0, 1) with 24 bits of precision (exact in float). */
-float duet_rng_uniform(duet_rng *r);
+DUET_API float duet_rng_uniform(duet_rng *r);
 /* Draws an index from probs (n, summing to ~1; zeros never drawn). */
-int duet_rng_pick(duet_rng *r, const float *probs, int n);
+DUET_API int duet_rng_pick(duet_rng *r, const float *probs, int n);
 
 /* ---- candidates: what stages work on ------------------------------------- */
 typedef struct duet_candidate {
@@ -76,35 +76,35 @@ typedef struct duet_sampler_params {
     uint64_t seed;
 } duet_sampler_params;
 
-duet_sampler_params duet_sampler_default_params(void);
+DUET_API duet_sampler_params duet_sampler_default_params(void);
 
 typedef struct duet_sampler duet_sampler;
 
 /* Returns NULL on allocation failure or invalid params (negative temp is
  * greedy, top_p outside (0,1] is an error, ...). */
-duet_sampler *duet_sampler_new(const duet_sampler_params *p, int n_vocab);
+DUET_API duet_sampler *duet_sampler_new(const duet_sampler_params *p, int n_vocab);
 /* 0, or DUET_EINVAL with err naming the parameter at fault. */
-int duet_sampler_params_check(const duet_sampler_params *p, duet_err *err);
+DUET_API int duet_sampler_params_check(const duet_sampler_params *p, duet_err *err);
 /* duet_sampler_new with a reason on failure. */
-int duet_sampler_new_checked(duet_sampler **out, const duet_sampler_params *p, int n_vocab, duet_err *err);
-int duet_sampler_n_vocab(const duet_sampler *s);
+DUET_API int duet_sampler_new_checked(duet_sampler **out, const duet_sampler_params *p, int n_vocab, duet_err *err);
+DUET_API int duet_sampler_n_vocab(const duet_sampler *s);
 /* Nonzero when a penalty stage is active (its output depends on history). */
-int duet_sampler_has_penalties(const duet_sampler *s);
-void duet_sampler_free(duet_sampler *s); /* NULL is a no-op */
-void duet_sampler_reset(duet_sampler *s); /* clears history, re-seeds the RNG */
+DUET_API int duet_sampler_has_penalties(const duet_sampler *s);
+DUET_API void duet_sampler_free(duet_sampler *s); /* NULL is a no-op */
+DUET_API void duet_sampler_reset(duet_sampler *s); /* clears history, re-seeds the RNG */
 /* Tells the penalty stages a token was emitted (prompt tokens too, if wanted). */
-void duet_sampler_accept(duet_sampler *s, int32_t token);
-int duet_sampler_is_greedy(const duet_sampler *s);
-duet_rng *duet_sampler_rng(duet_sampler *s);
+DUET_API void duet_sampler_accept(duet_sampler *s, int32_t token);
+DUET_API int duet_sampler_is_greedy(const duet_sampler *s);
+DUET_API duet_rng *duet_sampler_rng(duet_sampler *s);
 
 /* The distribution the chain samples from, dense over the vocabulary:
  * probs (n_vocab) sums to 1; filtered tokens get 0. Greedy: one-hot. */
-void duet_sampler_dist(duet_sampler *s, const float *logits /* (n_vocab) */, float *probs /* (n_vocab) */);
+DUET_API void duet_sampler_dist(duet_sampler *s, const float *logits /* (n_vocab) */, float *probs /* (n_vocab) */);
 /* Samples one token (does not call accept). */
-int32_t duet_sampler_sample(duet_sampler *s, const float *logits /* (n_vocab) */);
+DUET_API int32_t duet_sampler_sample(duet_sampler *s, const float *logits /* (n_vocab) */);
 
 /* Index of the largest logit; lowest index on ties. */
-int32_t duet_argmax(const float *logits, int n);
+DUET_API int32_t duet_argmax(const float *logits, int n);
 
 #ifdef __cplusplus
 }

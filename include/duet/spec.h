@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "duet/api.h"
+
 #include "duet/sample.h"
 
 #ifdef __cplusplus
@@ -30,14 +32,14 @@ typedef struct duet_spec_verdict {
  * q: (k, n_vocab) draft distributions the draft tokens were drawn from
  *    (a deterministic drafter passes one-hot rows), draft: (k),
  * scratch: (n_vocab). */
-duet_spec_verdict duet_spec_verify(const float *p, const float *q, const int32_t *draft, int k,
+DUET_API duet_spec_verdict duet_spec_verify(const float *p, const float *q, const int32_t *draft, int k,
                                    int n_vocab, duet_rng *rng, float *scratch);
 
 /* ---- n-gram drafting (prompt lookup) ---------------------------------------
  * Finds the most recent earlier occurrence of the last n tokens of hist
  * (n from n_max down to n_min) and proposes the tokens that followed it.
  * Returns the number of tokens written to out (0..k_max). */
-int duet_ngram_draft(const int32_t *hist, int n_hist, int n_min, int n_max, int32_t *out, int k_max);
+DUET_API int duet_ngram_draft(const int32_t *hist, int n_hist, int n_min, int n_max, int32_t *out, int k_max);
 
 /* ---- adaptive draft length ---------------------------------------------------
  * Keeps online estimates of the acceptance and of the costs: t_draft (one
@@ -65,27 +67,27 @@ typedef struct duet_spec_adapt {
     int choices;                            /* calls of choose_k after exploring */
 } duet_spec_adapt;
 
-void duet_spec_adapt_init(duet_spec_adapt *a, int k_max);
-void duet_spec_adapt_observe_accept(duet_spec_adapt *a, int drafted, int accepted);
-void duet_spec_adapt_observe_draft(duet_spec_adapt *a, int n_tokens, double seconds);
-void duet_spec_adapt_observe_target(duet_spec_adapt *a, int block, double seconds);
-double duet_spec_adapt_alpha(const duet_spec_adapt *a);
+DUET_API void duet_spec_adapt_init(duet_spec_adapt *a, int k_max);
+DUET_API void duet_spec_adapt_observe_accept(duet_spec_adapt *a, int drafted, int accepted);
+DUET_API void duet_spec_adapt_observe_draft(duet_spec_adapt *a, int n_tokens, double seconds);
+DUET_API void duet_spec_adapt_observe_target(duet_spec_adapt *a, int block, double seconds);
+DUET_API double duet_spec_adapt_alpha(const duet_spec_adapt *a);
 /* Estimated alpha_i (shrunk toward alpha_(i-1) while position i has few observations). */
-double duet_spec_adapt_alpha_at(const duet_spec_adapt *a, int i);
+DUET_API double duet_spec_adapt_alpha_at(const duet_spec_adapt *a, int i);
 /* E(g) from the per-position estimates. */
-double duet_spec_adapt_expected_tokens(const duet_spec_adapt *a, int g);
+DUET_API double duet_spec_adapt_expected_tokens(const duet_spec_adapt *a, int g);
 /* Estimated seconds of a target block of `block` tokens (interpolated where unmeasured). */
-double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block);
-double duet_spec_adapt_draft_cost(const duet_spec_adapt *a);
+DUET_API double duet_spec_adapt_target_cost(const duet_spec_adapt *a, int block);
+DUET_API double duet_spec_adapt_draft_cost(const duet_spec_adapt *a);
 /* Expected tokens per round for draft length g at acceptance alpha. */
-double duet_spec_expected_tokens(double alpha, int g);
+DUET_API double duet_spec_expected_tokens(double alpha, int g);
 /* Expected tokens per second of draft length g: E(g) / (g t_draft + t_target[g + 1]). */
-double duet_spec_adapt_rate(const duet_spec_adapt *a, int g);
+DUET_API double duet_spec_adapt_rate(const duet_spec_adapt *a, int g);
 /* Predicted speedup over the target alone for draft length g. */
-double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t_target1, double t_target_block);
+DUET_API double duet_spec_predicted_speedup(double alpha, int g, double t_draft, double t_target1, double t_target_block);
 /* The length for the next round: every block size is tried once first, then
  * the best by E(g) / cost(g), with a neighbour of the best every 24th call. */
-int duet_spec_adapt_choose_k(duet_spec_adapt *a);
+DUET_API int duet_spec_adapt_choose_k(duet_spec_adapt *a);
 
 #ifdef __cplusplus
 }
