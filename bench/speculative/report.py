@@ -15,6 +15,22 @@ print(f"target `{os.path.basename(res['target'])}`, draft `{os.path.basename(res
       f"{res['threads']} thread(s); cost of a draft token = {res['cost_ratio_draft_vs_target']:.3f} x a target token; "
       f"target block of k+1 tokens vs 1: " + ", ".join(f"{x:.2f}" for x in res["target_block_cost_vs_1"]))
 print()
+conc = res.get("concurrent", [])
+if conc:
+    print("N requests stepped together by one driver (one pass per model per step) vs the same requests one "
+          "after another; temperature 0, aggregate tokens/s over whole requests (prompts included):")
+    print()
+    print("| N | speculative batched | speculative one by one | **batched / one by one** | plain batched | "
+          "plain one by one | plain batched / one by one | spec batched / plain one by one |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in conc:
+        print(f"| {c['n']} | {c['spec_batched_tok_s']:.0f} | {c['spec_sequential_tok_s']:.0f} | "
+              f"**{c['spec_batched_vs_sequential']:.2f}x** | {c['plain_batched_tok_s']:.0f} | "
+              f"{c['plain_sequential_tok_s']:.0f} | {c['plain_batched_vs_sequential']:.2f}x | "
+              f"{c['spec_batched_vs_plain_sequential']:.2f}x |")
+    print()
+if not runs:
+    sys.exit(0)
 print("| set | temp | config | draft length | tok/s | speedup | predicted | acceptance | mean accepted |")
 print("|---|---|---|---|---|---|---|---|---|")
 for r in runs:

@@ -57,7 +57,10 @@ typedef struct duet_token_out {
     int32_t id;
     duet_origin origin;
     int tier;      /* which model of the strategy produced it: 0 = the first/cheapest leg ... */
-    float logprob; /* log p(id) under the producing model's raw logits (NAN if unknown) */
+    float logprob; /* log p(id) under the producing model's raw logits (NAN unless want_logprob) */
+    const float *logits; /* (n_vocab) the producing model's raw logits for this position, valid during the
+                            emit call only (top-k alternatives); NULL when not at hand */
+    int n_vocab;
 } duet_token_out;
 
 /* Receives every emitted token in order; nonzero stops the request

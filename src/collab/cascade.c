@@ -31,13 +31,14 @@ static int hold_token(void *user, const duet_token_out *t) {
         if (!b) return 1; /* cannot hold more: the answer ends here (and is judged as it is) */
         c->buf = b, c->cap_buf = cap;
     }
-    c->buf[c->n_buf++] = *t;
+    c->buf[c->n_buf] = *t;
+    c->buf[c->n_buf++].logits = NULL; /* the row is the tier's scratch: gone after this call */
     return 0;
 }
 
 static int pass_token(void *user, const duet_token_out *t) {
     cascade_strategy *c = user;
-    collab_req_emit(&c->r, t->id, t->origin, c->cur, t->logprob);
+    collab_req_emit(&c->r, t->id, t->origin, c->cur, t->logits, t->n_vocab);
     return c->r.consumer_stopped; /* stop ids and max_new: the tier sees those itself */
 }
 
@@ -101,7 +102,7 @@ static int tier_done(cascade_strategy *c, duet_err *err) {
     if (conf >= c->threshold[c->cur]) {
         duet_finish f = DUET_FINISH_NONE;
         for (int i = 0; i < c->n_buf && f == DUET_FINISH_NONE; i++)
-            f = collab_req_emit(&c->r, c->buf[i].id, DUET_BY_SLM, c->cur, c->buf[i].logprob);
+            f = collab_req_emit_lp(&c->r, c->buf[i].id, DUET_BY_SLM, c->cur, c->buf[i].logprob);
         collab_finish(&c->base, &c->r, f != DUET_FINISH_NONE ? f : t->finish);
         return 0;
     }

@@ -64,8 +64,7 @@ static int plain_accept(duet_strategy *s, duet_err *err) {
     const int32_t tok = duet_sampler_sample(p->sampler, p->logits);
     duet_sampler_accept(p->sampler, tok);
     st->rounds++;
-    const float lp = p->r.want_logprob ? collab_logprob(p->logits, p->lm->n_vocab, tok) : NAN;
-    duet_finish f = collab_req_emit(&p->r, tok, DUET_BY_TARGET, 0, lp);
+    duet_finish f = collab_req_emit(&p->r, tok, DUET_BY_TARGET, 0, p->logits, p->lm->n_vocab);
     p->pending = tok;
     if (f != DUET_FINISH_NONE) finish(p, f);
     return 0;

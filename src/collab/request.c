@@ -51,12 +51,27 @@ void collab_req_free(collab_req *r) {
     memset(r, 0, sizeof *r);
 }
 
-duet_finish collab_req_emit(collab_req *r, int32_t tok, duet_origin origin, int tier, float logprob) {
+static duet_finish emit_out(collab_req *r, const duet_token_out *t);
+
+duet_finish collab_req_emit(collab_req *r, int32_t tok, duet_origin origin, int tier, const float *logits,
+                            int n_vocab) {
+    duet_token_out t = {.id = tok, .origin = origin, .tier = tier, .logits = logits, .n_vocab = n_vocab,
+                        .logprob = r->want_logprob && logits ? collab_logprob(logits, n_vocab, tok) : NAN};
+    return emit_out(r, &t);
+}
+
+duet_finish collab_req_emit_lp(collab_req *r, int32_t tok, duet_origin origin, int tier, float logprob) {
+    duet_token_out t = {.id = tok, .origin = origin, .tier = tier, .logprob = logprob};
+    return emit_out(r, &t);
+}
+
+static duet_finish emit_out(collab_req *r, const duet_token_out *t) {
+    const int32_t tok = t->id;
+    const duet_origin origin = t->origin;
     if (r->n_hist < r->cap) r->hist[r->n_hist++] = tok;
     r->st.n_generated++;
     if (origin >= 0 && origin < DUET_ORIGIN_COUNT) r->st.by_origin[origin]++;
-    duet_token_out t = {.id = tok, .origin = origin, .tier = tier, .logprob = logprob};
-    int stop = r->consumer_stopped = r->emit && r->emit(r->user, &t);
+    int stop = r->consumer_stopped = r->emit && r->emit(r->user, t);
     for (int i = 0; i < r->n_stop && !stop; i++) stop = r->stop_ids[i] == tok;
     if (stop) return DUET_FINISH_STOP;
     return r->st.n_generated >= r->max_new ? DUET_FINISH_LENGTH : DUET_FINISH_NONE;

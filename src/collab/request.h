@@ -33,7 +33,10 @@ void collab_req_free(collab_req *r);
 
 /* Appends tok to the text and hands it to the consumer. Returns the finish
  * reason the token causes (DUET_FINISH_NONE: go on). */
-duet_finish collab_req_emit(collab_req *r, int32_t tok, duet_origin origin, int tier, float logprob);
+duet_finish collab_req_emit(collab_req *r, int32_t tok, duet_origin origin, int tier, const float *logits,
+                            int n_vocab);
+/* The same for a token whose row is gone (a buffered answer): its logprob as recorded. */
+duet_finish collab_req_emit_lp(collab_req *r, int32_t tok, duet_origin origin, int tier, float logprob);
 
 /* log p(tok) under raw logits (n_vocab), by a log-sum-exp in double. */
 float collab_logprob(const float *logits, int n_vocab, int32_t tok);

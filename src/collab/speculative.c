@@ -256,8 +256,8 @@ static int accept_verify(spec_strategy *s, duet_err *err) {
     const duet_origin drafted_by = s->from_model ? DUET_BY_DRAFT_MODEL : DUET_BY_DRAFT_NGRAM;
     for (int i = 0; i <= v.n_accepted && f == DUET_FINISH_NONE; i++) {
         const int32_t tok = i < v.n_accepted ? drafts[i] : v.next;
-        const float lp = s->r.want_logprob ? collab_logprob(s->logits + (size_t)i * nv, s->n_vocab, tok) : NAN;
-        f = collab_req_emit(&s->r, tok, i < v.n_accepted ? drafted_by : DUET_BY_TARGET, 1, lp);
+        f = collab_req_emit(&s->r, tok, i < v.n_accepted ? drafted_by : DUET_BY_TARGET, 1, s->logits + (size_t)i * nv,
+                            s->n_vocab);
     }
     const double t_rest = s->seconds + (collab_now() - t0);
     duet_spec_adapt_observe_target(s->adapt_model, k + 1, t_rest);
@@ -291,8 +291,7 @@ static int spec_accept(duet_strategy *st, duet_err *err) {
     int rc = duet_lm_set_decode_consistent(s->target, 1);
     if (rc < 0) return duet_err_set(err, rc, "speculative: cannot set the target's decode-consistent mode");
     const int32_t first = duet_sampler_sample(s->sampler, s->logits);
-    const float lp = s->r.want_logprob ? collab_logprob(s->logits, s->n_vocab, first) : NAN;
-    duet_finish f = collab_req_emit(&s->r, first, DUET_BY_TARGET, 1, lp);
+    duet_finish f = collab_req_emit(&s->r, first, DUET_BY_TARGET, 1, s->logits, s->n_vocab);
     s->phase = PH_ROUND;
     if (f != DUET_FINISH_NONE) finish(s, f);
     return 0;
