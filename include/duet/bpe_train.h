@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 
 #ifdef __cplusplus
@@ -21,33 +22,33 @@ extern "C" {
 
 typedef struct duet_bpe duet_bpe;
 
-duet_bpe *duet_bpe_new(void);
-void duet_bpe_free(duet_bpe *b); /* NULL is a no-op */
+DUET_API duet_bpe *duet_bpe_new(void);
+DUET_API void duet_bpe_free(duet_bpe *b); /* NULL is a no-op */
 
 /* Pre-tokenizes text (GPT-2 regex) and adds its pieces to the counts.
  * Invalid UTF-8 is accepted (its bytes are kept as they are). */
-int duet_bpe_add_text(duet_bpe *b, const char *text, size_t len, duet_err *err);
+DUET_API int duet_bpe_add_text(duet_bpe *b, const char *text, size_t len, duet_err *err);
 /* Adds one piece verbatim (no pre-tokenization), count times (tests). */
-int duet_bpe_add_piece(duet_bpe *b, const char *piece, size_t len, int64_t count, duet_err *err);
+DUET_API int duet_bpe_add_piece(duet_bpe *b, const char *piece, size_t len, int64_t count, duet_err *err);
 
 /* Learns up to n_merges merges (fewer if the pieces run out of pairs).
  * Can be called once. */
-int duet_bpe_learn(duet_bpe *b, int n_merges, duet_err *err);
+DUET_API int duet_bpe_learn(duet_bpe *b, int n_merges, duet_err *err);
 
-int duet_bpe_n_merges(const duet_bpe *b);
+DUET_API int duet_bpe_n_merges(const duet_bpe *b);
 /* Merge i joined tokens left and right into token 256 + i. */
-void duet_bpe_merge(const duet_bpe *b, int i, int32_t *left, int32_t *right);
+DUET_API void duet_bpe_merge(const duet_bpe *b, int i, int32_t *left, int32_t *right);
 /* Bytes of token id (< 256 + n_merges); returns its length, writes up to cap. */
-size_t duet_bpe_token_bytes(const duet_bpe *b, int32_t id, char *out, size_t cap);
-int64_t duet_bpe_n_pieces(const duet_bpe *b);
+DUET_API size_t duet_bpe_token_bytes(const duet_bpe *b, int32_t id, char *out, size_t cap);
+DUET_API int64_t duet_bpe_n_pieces(const duet_bpe *b);
 
 /* Writes tokenizer.ggml.* keys (model "gpt2", pre "gpt-2", tokens, token_type,
  * merges, eos/bos/padding = <|endoftext|>, add_bos_token false) to a GGUF
  * holding no tensors. n_vocab = 256 + n_merges + 1. */
-int duet_bpe_write_gguf(const duet_bpe *b, const char *path, duet_err *err);
+DUET_API int duet_bpe_write_gguf(const duet_bpe *b, const char *path, duet_err *err);
 
 /* GPT-2's printable stand-in of byte c as UTF-8 (1 or 2 bytes + NUL). */
-void duet_bpe_byte_symbol(unsigned char c, char out[4]);
+DUET_API void duet_bpe_byte_symbol(unsigned char c, char out[4]);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,8 @@
 #ifndef DUET_ERR_H
 #define DUET_ERR_H
 
+#include "duet/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,11 +30,11 @@ typedef struct duet_err {
 
 /* Writes a printf-style message into e (if e is non-NULL) and returns code,
  * so callers can write `return duet_err_set(err, DUET_EFORMAT, "...", ...)`. */
-int duet_err_set(duet_err *e, int code, const char *fmt, ...)
+DUET_API int duet_err_set(duet_err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prepends "context: " to an existing message (e.g. the file name). */
-void duet_err_prefix(duet_err *e, const char *fmt, ...)
+DUET_API void duet_err_prefix(duet_err *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #ifdef __cplusplus

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 
 #ifdef __cplusplus
@@ -55,43 +56,43 @@ typedef struct duet_gguf_tensor {
 } duet_gguf_tensor;
 
 /* Opens and validates a file (read-only mmap). */
-int duet_gguf_open(duet_gguf **out, const char *path, duet_err *err);
+DUET_API int duet_gguf_open(duet_gguf **out, const char *path, duet_err *err);
 /* Same over a caller-owned buffer that must outlive the handle (fuzzing, tests). */
-int duet_gguf_open_memory(duet_gguf **out, const void *data, size_t size, duet_err *err);
-void duet_gguf_close(duet_gguf *g); /* NULL is a no-op */
+DUET_API int duet_gguf_open_memory(duet_gguf **out, const void *data, size_t size, duet_err *err);
+DUET_API void duet_gguf_close(duet_gguf *g); /* NULL is a no-op */
 
-uint32_t duet_gguf_version(const duet_gguf *g);
-size_t duet_gguf_alignment(const duet_gguf *g);
-size_t duet_gguf_file_size(const duet_gguf *g);
+DUET_API uint32_t duet_gguf_version(const duet_gguf *g);
+DUET_API size_t duet_gguf_alignment(const duet_gguf *g);
+DUET_API size_t duet_gguf_file_size(const duet_gguf *g);
 /* File offset where the data section (tensor offsets are relative to it) starts. */
-uint64_t duet_gguf_data_offset(const duet_gguf *g);
+DUET_API uint64_t duet_gguf_data_offset(const duet_gguf *g);
 
 /* Metadata. Keys are NUL-terminated copies. */
-int64_t duet_gguf_n_kv(const duet_gguf *g);
-const char *duet_gguf_key(const duet_gguf *g, int64_t i);
-duet_gguf_vtype duet_gguf_kv_type(const duet_gguf *g, int64_t i);
-int64_t duet_gguf_find_key(const duet_gguf *g, const char *key); /* -1 if absent */
+DUET_API int64_t duet_gguf_n_kv(const duet_gguf *g);
+DUET_API const char *duet_gguf_key(const duet_gguf *g, int64_t i);
+DUET_API duet_gguf_vtype duet_gguf_kv_type(const duet_gguf *g, int64_t i);
+DUET_API int64_t duet_gguf_find_key(const duet_gguf *g, const char *key); /* -1 if absent */
 
 /* Typed getters by key. Return 0, DUET_ENOTFOUND if the key is absent, or
  * DUET_EFORMAT (with a message naming the key) if its type does not fit.
  * get_int accepts any integer type (and bool); get_float any float or integer. */
-int duet_gguf_get_int(const duet_gguf *g, const char *key, int64_t *out, duet_err *err);
-int duet_gguf_get_float(const duet_gguf *g, const char *key, double *out, duet_err *err);
-int duet_gguf_get_bool(const duet_gguf *g, const char *key, int *out, duet_err *err);
-int duet_gguf_get_str(const duet_gguf *g, const char *key, const char **s, size_t *len, duet_err *err);
+DUET_API int duet_gguf_get_int(const duet_gguf *g, const char *key, int64_t *out, duet_err *err);
+DUET_API int duet_gguf_get_float(const duet_gguf *g, const char *key, double *out, duet_err *err);
+DUET_API int duet_gguf_get_bool(const duet_gguf *g, const char *key, int *out, duet_err *err);
+DUET_API int duet_gguf_get_str(const duet_gguf *g, const char *key, const char **s, size_t *len, duet_err *err);
 
 /* Arrays. get_arr gives the element type, count and (for non-string element
  * types) a pointer to the packed little-endian elements: it may be unaligned,
  * read with memcpy. For string arrays use arr_str by index. */
-int duet_gguf_get_arr(const duet_gguf *g, const char *key, duet_gguf_vtype *elem_type,
-                      uint64_t *n, const void **data, duet_err *err);
-int duet_gguf_arr_str(const duet_gguf *g, const char *key, uint64_t i,
-                      const char **s, size_t *len, duet_err *err);
+DUET_API int duet_gguf_get_arr(const duet_gguf *g, const char *key, duet_gguf_vtype *elem_type,
+                               uint64_t *n, const void **data, duet_err *err);
+DUET_API int duet_gguf_arr_str(const duet_gguf *g, const char *key, uint64_t i,
+                               const char **s, size_t *len, duet_err *err);
 
 /* Tensors. */
-int64_t duet_gguf_n_tensors(const duet_gguf *g);
-const duet_gguf_tensor *duet_gguf_tensor_at(const duet_gguf *g, int64_t i);
-const duet_gguf_tensor *duet_gguf_find_tensor(const duet_gguf *g, const char *name); /* NULL if absent */
+DUET_API int64_t duet_gguf_n_tensors(const duet_gguf *g);
+DUET_API const duet_gguf_tensor *duet_gguf_tensor_at(const duet_gguf *g, int64_t i);
+DUET_API const duet_gguf_tensor *duet_gguf_find_tensor(const duet_gguf *g, const char *name); /* NULL if absent */
 
 /* ---- writer ---------------------------------------------------------------
  * Collects metadata and tensors, then writes a GGUF v3 file in one go.
@@ -99,42 +100,42 @@ const duet_gguf_tensor *duet_gguf_find_tensor(const duet_gguf *g, const char *na
  * duet_gguf_writer_write() returns. Setting an existing key replaces it. */
 typedef struct duet_gguf_writer duet_gguf_writer;
 
-duet_gguf_writer *duet_gguf_writer_new(void);
-void duet_gguf_writer_free(duet_gguf_writer *w); /* NULL is a no-op */
+DUET_API duet_gguf_writer *duet_gguf_writer_new(void);
+DUET_API void duet_gguf_writer_free(duet_gguf_writer *w); /* NULL is a no-op */
 
-int duet_gguf_set_u32(duet_gguf_writer *w, const char *key, uint32_t v);
-int duet_gguf_set_i32(duet_gguf_writer *w, const char *key, int32_t v);
-int duet_gguf_set_u64(duet_gguf_writer *w, const char *key, uint64_t v);
-int duet_gguf_set_f32(duet_gguf_writer *w, const char *key, float v);
-int duet_gguf_set_bool(duet_gguf_writer *w, const char *key, int v);
-int duet_gguf_set_str(duet_gguf_writer *w, const char *key, const char *v);
+DUET_API int duet_gguf_set_u32(duet_gguf_writer *w, const char *key, uint32_t v);
+DUET_API int duet_gguf_set_i32(duet_gguf_writer *w, const char *key, int32_t v);
+DUET_API int duet_gguf_set_u64(duet_gguf_writer *w, const char *key, uint64_t v);
+DUET_API int duet_gguf_set_f32(duet_gguf_writer *w, const char *key, float v);
+DUET_API int duet_gguf_set_bool(duet_gguf_writer *w, const char *key, int v);
+DUET_API int duet_gguf_set_str(duet_gguf_writer *w, const char *key, const char *v);
 /* Numeric array (elements packed in elem_type's size, copied). */
-int duet_gguf_set_arr(duet_gguf_writer *w, const char *key, duet_gguf_vtype elem_type,
-                      const void *data, uint64_t n);
-int duet_gguf_set_arr_str(duet_gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+DUET_API int duet_gguf_set_arr(duet_gguf_writer *w, const char *key, duet_gguf_vtype elem_type,
+                               const void *data, uint64_t n);
+DUET_API int duet_gguf_set_arr_str(duet_gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
 /* Removes a key (DUET_ENOTFOUND if absent). Remove-then-set moves a key to
  * the end, which is how llama.cpp's gguf_set_val_* orders keys. */
-int duet_gguf_remove_key(duet_gguf_writer *w, const char *key);
+DUET_API int duet_gguf_remove_key(duet_gguf_writer *w, const char *key);
 /* Copies key/value i of a reader (any type, arrays included). */
-int duet_gguf_copy_kv(duet_gguf_writer *w, const duet_gguf *src, int64_t i);
-int duet_gguf_add_tensor(duet_gguf_writer *w, const char *name, uint32_t type, int n_dims,
-                         const int64_t *ne, const void *data);
+DUET_API int duet_gguf_copy_kv(duet_gguf_writer *w, const duet_gguf *src, int64_t i);
+DUET_API int duet_gguf_add_tensor(duet_gguf_writer *w, const char *name, uint32_t type, int n_dims,
+                                  const int64_t *ne, const void *data);
 /* A tensor whose bytes are produced while the file is written: fill(ctx,
  * name, dst, nbytes, err) must write exactly nbytes into dst and return 0, or
  * a DUET_E* code (with err set) to abort the write. Generated tensors share
  * one buffer, so writing a model needs memory for its largest tensor only. */
 typedef int (*duet_gguf_fill_fn)(void *ctx, const char *name, void *dst, size_t nbytes, duet_err *err);
-int duet_gguf_add_tensor_fill(duet_gguf_writer *w, const char *name, uint32_t type, int n_dims,
-                              const int64_t *ne, duet_gguf_fill_fn fill, void *ctx);
-int duet_gguf_writer_write(duet_gguf_writer *w, const char *path, duet_err *err);
+DUET_API int duet_gguf_add_tensor_fill(duet_gguf_writer *w, const char *name, uint32_t type, int n_dims,
+                                       const int64_t *ne, duet_gguf_fill_fn fill, void *ctx);
+DUET_API int duet_gguf_writer_write(duet_gguf_writer *w, const char *path, duet_err *err);
 
-const char *duet_gguf_vtype_name(duet_gguf_vtype t);
+DUET_API const char *duet_gguf_vtype_name(duet_gguf_vtype t);
 
 /* llama.cpp's general.file_type numbers (LLAMA_FTYPE_*): the name without
  * the ALL_/MOSTLY_ prefix ("F32", "Q4_K_M"), NULL if unknown; and back
  * (case-insensitive, -1 if unknown). */
-const char *duet_gguf_ftype_name(int ftype);
-int duet_gguf_ftype_from_name(const char *name);
+DUET_API const char *duet_gguf_ftype_name(int ftype);
+DUET_API int duet_gguf_ftype_from_name(const char *name);
 
 #ifdef __cplusplus
 }

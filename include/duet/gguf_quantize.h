@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 #include "duet/quant.h"
 
@@ -34,12 +35,12 @@ typedef struct {
 
 /* The weight type a file type is built from (Q4_K for Q4_K_M); -1 if duet
  * cannot write that file type. */
-int duet_ftype_base_type(int ftype);
+DUET_API int duet_ftype_base_type(int ftype);
 
 /* Reads in_path, writes out_path (may be the same path: the result is
  * renamed into place). stats may be NULL. */
-int duet_gguf_quantize(const char *in_path, const char *out_path, const duet_quantize_params *p,
-                       duet_quantize_stats *stats, duet_err *err);
+DUET_API int duet_gguf_quantize(const char *in_path, const char *out_path, const duet_quantize_params *p,
+                                duet_quantize_stats *stats, duet_err *err);
 
 #ifdef __cplusplus
 }

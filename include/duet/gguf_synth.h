@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 
 #ifdef __cplusplus
@@ -24,7 +25,7 @@ typedef struct {
     void *progress_ud;
 } duet_synth_params;
 
-int duet_gguf_synth(const char *out_path, const duet_synth_params *p, duet_err *err);
+DUET_API int duet_gguf_synth(const char *out_path, const duet_synth_params *p, duet_err *err);
 
 #ifdef __cplusplus
 }

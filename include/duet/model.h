@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 #include "duet/gguf.h"
 #include "duet/threadpool.h"
@@ -87,25 +88,25 @@ typedef struct duet_model_params {
     int n_ubatch;          /* tokens per forward micro-batch; <= 0: 512 (llama.cpp's n_ubatch) */
 } duet_model_params;
 
-duet_model_params duet_model_default_params(void);
+DUET_API duet_model_params duet_model_default_params(void);
 
 /* Maps `path`, reads the hyperparameters from its metadata and checks that
  * every tensor the architecture needs is present with the right shape and a
  * supported type (errors name the tensor). Weights stay in the mapping. */
-int duet_model_load(duet_model **out, const char *path, const duet_model_params *p, duet_err *err);
-void duet_model_free(duet_model *m); /* NULL is a no-op; free every sequence first */
+DUET_API int duet_model_load(duet_model **out, const char *path, const duet_model_params *p, duet_err *err);
+DUET_API void duet_model_free(duet_model *m); /* NULL is a no-op; free every sequence first */
 
-const duet_hparams *duet_model_hparams(const duet_model *m);
+DUET_API const duet_hparams *duet_model_hparams(const duet_model *m);
 /* The GGUF file behind the model (tokenizer metadata, tensors). Owned by m. */
-const duet_gguf *duet_model_gguf(const duet_model *m);
-duet_pool *duet_model_pool(duet_model *m);
-duet_kv_type duet_model_kv_type(const duet_model *m);
-int duet_model_n_vocab(const duet_model *m);
+DUET_API const duet_gguf *duet_model_gguf(const duet_model *m);
+DUET_API duet_pool *duet_model_pool(duet_model *m);
+DUET_API duet_kv_type duet_model_kv_type(const duet_model *m);
+DUET_API int duet_model_n_vocab(const duet_model *m);
 /* Bytes of the KV caches of m's live sequences: the sum of duet_seq_kv_bytes
  * over every sequence created on m and not yet freed. Thread-safe (sequences
  * may be created and freed from several threads; an atomic counter). 0 for
  * NULL. */
-size_t duet_model_kv_bytes(const duet_model *m);
+DUET_API size_t duet_model_kv_bytes(const duet_model *m);
 
 /* ---- sequences ------------------------------------------------------------ */
 
@@ -113,19 +114,19 @@ size_t duet_model_kv_bytes(const duet_model *m);
  * n_ctx bounds its KV cache, allocated here once and never grown: see
  * duet_seq_kv_bytes. DUET_ENOMEM when it cannot be allocated, DUET_ERANGE
  * when its size overflows. */
-int duet_seq_new(duet_seq **out, duet_model *m, int n_ctx, duet_err *err);
-void duet_seq_free(duet_seq *s); /* NULL is a no-op */
-duet_model *duet_seq_model(const duet_seq *s);
-int duet_seq_pos(const duet_seq *s);   /* tokens evaluated so far = next position */
-int duet_seq_n_ctx(const duet_seq *s);
+DUET_API int duet_seq_new(duet_seq **out, duet_model *m, int n_ctx, duet_err *err);
+DUET_API void duet_seq_free(duet_seq *s); /* NULL is a no-op */
+DUET_API duet_model *duet_seq_model(const duet_seq *s);
+DUET_API int duet_seq_pos(const duet_seq *s);   /* tokens evaluated so far = next position */
+DUET_API int duet_seq_n_ctx(const duet_seq *s);
 /* Bytes of s's KV cache, fixed at duet_seq_new:
  *   n_layer * n_ctx * 2 * (n_head_kv * head_dim) * elt  +  64 * elt
  * (K and V; elt = 2 for a DUET_KV_F16 cache, 4 for F32; the 64 elements pad
  * the end of V for the attention's vector loads). The memory is reserved
  * zeroed (calloc), so pages are committed as positions are used. 0 for NULL. */
-size_t duet_seq_kv_bytes(const duet_seq *s);
+DUET_API size_t duet_seq_kv_bytes(const duet_seq *s);
 /* Forgets every position >= n_keep (0 <= n_keep <= pos). DUET_ERANGE otherwise. */
-int duet_rollback(duet_seq *s, int n_keep);
+DUET_API int duet_rollback(duet_seq *s, int n_keep);
 /* Decode-consistent mode (off by default). When on, every duet_eval and
  * duet_eval_batch involving s computes each token's logits and K/V
  * bit-identically to a one-token duet_eval of that token at that position,
@@ -136,11 +137,11 @@ int duet_rollback(duet_seq *s, int n_keep);
  * tokens are computed in that sequence's own mode, whatever the modes of the
  * other sequences in the batch. Speculative verification uses it so that its output equals plain greedy
  * decoding token for token. Returns 0, or DUET_EINVAL for a NULL s. */
-int duet_seq_set_decode_consistent(duet_seq *s, int on);
-int duet_seq_decode_consistent(const duet_seq *s); /* 1 when on */
+DUET_API int duet_seq_set_decode_consistent(duet_seq *s, int on);
+DUET_API int duet_seq_decode_consistent(const duet_seq *s); /* 1 when on */
 /* Makes dst a copy of src (same model; dst's n_ctx must hold src's positions;
  * dst keeps its own decode-consistent setting). */
-int duet_seq_copy(duet_seq *dst, const duet_seq *src, duet_err *err);
+DUET_API int duet_seq_copy(duet_seq *dst, const duet_seq *src, duet_err *err);
 
 /* ---- evaluation ----------------------------------------------------------- */
 
@@ -154,7 +155,7 @@ int duet_seq_copy(duet_seq *dst, const duet_seq *src, duet_err *err);
  * (n_logits, n_vocab). Errors (nothing is changed): DUET_ERANGE if the block
  * does not fit the context or a token id is outside [0, n_vocab);
  * DUET_EINVAL for bad arguments. */
-int duet_eval(duet_seq *s, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err);
+DUET_API int duet_eval(duet_seq *s, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err);
 
 /* A block of tokens of one or more sequences of one model. Tokens of the
  * same sequence take consecutive positions from duet_seq_pos(seq) on, in
@@ -191,7 +192,7 @@ typedef struct duet_batch {
  * token without a sequence or with another model's, or wanted rows with a
  * NULL logits; DUET_ERANGE for a token id outside [0, n_vocab) or a sequence
  * whose tokens do not fit its context; DUET_ENOMEM. */
-int duet_eval_batch(duet_model *m, const duet_batch *b, duet_err *err);
+DUET_API int duet_eval_batch(duet_model *m, const duet_batch *b, duet_err *err);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,33 +48,33 @@ typedef struct duet_type_traits {
 } duet_type_traits;
 
 /* NULL when t is not a type duet supports. */
-const duet_type_traits *duet_type_info(uint32_t t);
-const char *duet_type_name(uint32_t t); /* "?" if unknown */
+DUET_API const duet_type_traits *duet_type_info(uint32_t t);
+DUET_API const char *duet_type_name(uint32_t t); /* "?" if unknown */
 /* Parses "Q4_K", "q8_0", "f16", ... ; -1 if unknown. */
-int duet_type_from_name(const char *name);
+DUET_API int duet_type_from_name(const char *name);
 /* Bytes of a row of n elements (n must be a multiple of blck). */
-size_t duet_row_size(duet_type t, int64_t n);
+DUET_API size_t duet_row_size(duet_type t, int64_t n);
 
 /* fp16 / bf16 scalar conversions (round-to-nearest-even, as ggml). */
-float duet_f16_to_f32(uint16_t h);
-uint16_t duet_f32_to_f16(float f);
-float duet_bf16_to_f32(uint16_t h);
-uint16_t duet_f32_to_bf16(float f);
+DUET_API float duet_f16_to_f32(uint16_t h);
+DUET_API uint16_t duet_f32_to_f16(float f);
+DUET_API float duet_bf16_to_f32(uint16_t h);
+DUET_API uint16_t duet_f32_to_bf16(float f);
 
 /* Reference conversions over rows of n elements. */
-void duet_dequantize_row(duet_type t, const void *src, float *dst /* (n) */, int64_t n);
-void duet_quantize_row(duet_type t, const float *src /* (n) */, void *dst, int64_t n);
+DUET_API void duet_dequantize_row(duet_type t, const void *src, float *dst /* (n) */, int64_t n);
+DUET_API void duet_quantize_row(duet_type t, const float *src /* (n) */, void *dst, int64_t n);
 
 /* Dot product of one weight row w (type t, n elements) with one activation
  * row x already converted to duet_type_info(t)->dot_type. Dispatches to the
  * best SIMD path for this CPU. */
-float duet_vec_dot(duet_type t, int64_t n, const void *w, const void *x);
+DUET_API float duet_vec_dot(duet_type t, int64_t n, const void *w, const void *x);
 /* The plain C reference of the same (tests compare SIMD against it). */
-float duet_vec_dot_ref(duet_type t, int64_t n, const void *w, const void *x);
+DUET_API float duet_vec_dot_ref(duet_type t, int64_t n, const void *w, const void *x);
 
 /* Which SIMD level the dispatcher uses: 0 scalar, 1 AVX2, 2 AVX-512.
  * DUET_SIMD=scalar|avx2|avx512 in the environment lowers it (for tests). */
-int duet_simd_level(void);
+DUET_API int duet_simd_level(void);
 
 #ifdef __cplusplus
 }

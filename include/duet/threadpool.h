@@ -7,6 +7,8 @@
 #ifndef DUET_THREADPOOL_H
 #define DUET_THREADPOOL_H
 
+#include "duet/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,12 +21,12 @@ typedef struct duet_pool duet_pool;
  * nobody), so tasks must not wait for one another inside fn. */
 typedef void (*duet_task_fn)(void *ctx, int ith, int nth);
 
-duet_pool *duet_pool_new(int n_threads); /* n_threads <= 0: number of CPUs */
-void duet_pool_free(duet_pool *p);       /* NULL is a no-op */
-int duet_pool_size(const duet_pool *p);  /* NULL pool: 1 */
+DUET_API duet_pool *duet_pool_new(int n_threads); /* n_threads <= 0: number of CPUs */
+DUET_API void duet_pool_free(duet_pool *p);       /* NULL is a no-op */
+DUET_API int duet_pool_size(const duet_pool *p);  /* NULL pool: 1 */
 /* Runs fn on every thread and returns when all have finished. A NULL pool
  * runs fn(ctx, 0, 1) on the caller. */
-void duet_pool_run(duet_pool *p, duet_task_fn fn, void *ctx);
+DUET_API void duet_pool_run(duet_pool *p, duet_task_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "duet/api.h"
 #include "duet/err.h"
 #include "duet/gguf.h"
 #include "duet/threadpool.h"
@@ -97,39 +98,39 @@ typedef struct duet_adamw {
 } duet_adamw;
 
 /* Checks a configuration; the message names the bad field. */
-int duet_tconfig_check(const duet_tconfig *c, duet_err *err);
+DUET_API int duet_tconfig_check(const duet_tconfig *c, duet_err *err);
 /* Parameters of a configuration (what n_params will be). */
-size_t duet_tconfig_n_params(const duet_tconfig *c);
+DUET_API size_t duet_tconfig_n_params(const duet_tconfig *c);
 /* Multiply-adds x 2 of one training step's forward per token (matmuls and
  * attention at full context T); a backward costs about twice that. */
-double duet_tconfig_flops_per_token(const duet_tconfig *c, int T);
+DUET_API double duet_tconfig_flops_per_token(const duet_tconfig *c, int T);
 
 /* Allocates a model for batches up to (B, T). with_grads: also gradients
  * and AdamW moments. Parameters are zero until init or load. */
-int duet_tmodel_new(duet_tmodel **out, const duet_tconfig *c, int B, int T, int with_grads, duet_err *err);
-void duet_tmodel_free(duet_tmodel *m); /* NULL is a no-op */
+DUET_API int duet_tmodel_new(duet_tmodel **out, const duet_tconfig *c, int B, int T, int with_grads, duet_err *err);
+DUET_API void duet_tmodel_free(duet_tmodel *m); /* NULL is a no-op */
 
 /* Seeded init: matrices ~ N(0, 0.02) (residual projections scaled by
  * 1/sqrt(2 L)), norm weights 1. Same seed, same parameters, bit for bit. */
-void duet_tmodel_init(duet_tmodel *m, uint64_t seed);
+DUET_API void duet_tmodel_init(duet_tmodel *m, uint64_t seed);
 
 /* Forward over tok (B, T): fills the activations and logits (B*T, V). */
-int duet_tmodel_forward(duet_tmodel *m, duet_pool *pool, const int32_t *tok, int B, int T);
+DUET_API int duet_tmodel_forward(duet_tmodel *m, duet_pool *pool, const int32_t *tok, int B, int T);
 /* Mean cross-entropy against targets (B*T) of the last forward. With
  * with_grad, a.logits is overwritten by d loss / d logits (for backward);
  * mixed CE + distillation losses: duet_tmodel_kd_loss. */
-double duet_tmodel_ce_loss(duet_tmodel *m, const int32_t *targets, int with_grad);
+DUET_API double duet_tmodel_ce_loss(duet_tmodel *m, const int32_t *targets, int with_grad);
 /* Backward from a.logits (which hold d loss / d logits). Gradients are
  * accumulated into grad_block: zero it first (duet_tmodel_zero_grad). */
-int duet_tmodel_backward(duet_tmodel *m, duet_pool *pool);
-void duet_tmodel_zero_grad(duet_tmodel *m);
+DUET_API int duet_tmodel_backward(duet_tmodel *m, duet_pool *pool);
+DUET_API void duet_tmodel_zero_grad(duet_tmodel *m);
 /* Global gradient norm; scales gradients down to max_norm if above (max_norm > 0). */
-double duet_tmodel_clip_grad(duet_tmodel *m, float max_norm);
+DUET_API double duet_tmodel_clip_grad(duet_tmodel *m, float max_norm);
 /* One AdamW step (weight decay on matrices only). */
-void duet_tmodel_adamw(duet_tmodel *m, const duet_adamw *o);
+DUET_API void duet_tmodel_adamw(duet_tmodel *m, const duet_adamw *o);
 
 /* Learning rate at step: linear warmup to lr_max, cosine down to lr_min at max_steps. */
-float duet_lr_schedule(int64_t step, int64_t warmup, int64_t max_steps, float lr_max, float lr_min);
+DUET_API float duet_lr_schedule(int64_t step, int64_t warmup, int64_t max_steps, float lr_max, float lr_min);
 
 /* ---- distillation losses on the last forward's logits -------------------- */
 typedef enum {
@@ -150,22 +151,22 @@ typedef struct duet_kd_opts {
  * (B*T, V) and targets (B*T; NULL only if ce_weight == 0). Returns the mean
  * total loss; *div_out (if non-NULL) gets the mean divergence. With with_grad
  * the student's a.logits become d loss / d logits. */
-double duet_tmodel_kd_loss(duet_tmodel *m, const float *teacher_logits, const int32_t *targets,
-                           const duet_kd_opts *o, int with_grad, double *div_out);
-int duet_kd_parse(const char *s, duet_kd_loss *loss, float *beta); /* "kl", "rkl", "jsd:0.5", "tvd" */
+DUET_API double duet_tmodel_kd_loss(duet_tmodel *m, const float *teacher_logits, const int32_t *targets,
+                                    const duet_kd_opts *o, int with_grad, double *div_out);
+DUET_API int duet_kd_parse(const char *s, duet_kd_loss *loss, float *beta); /* "kl", "rkl", "jsd:0.5", "tvd" */
 
 /* ---- files ----------------------------------------------------------------- */
 /* GGUF export: F32 or F16 (DUET_TYPE_F32/F16) matrices, norms in F32; llama.*
  * hyperparameters; every tokenizer.* key of tok (may be NULL). */
-int duet_tmodel_save_gguf(const duet_tmodel *m, const char *path, uint32_t wtype, const duet_gguf *tok,
-                          const char *name, duet_err *err);
+DUET_API int duet_tmodel_save_gguf(const duet_tmodel *m, const char *path, uint32_t wtype, const duet_gguf *tok,
+                                   const char *name, duet_err *err);
 /* Reads a llama GGUF with F32/F16/BF16 weights (n_head_kv == n_head) into a new model. */
-int duet_tmodel_load_gguf(duet_tmodel **out, const char *path, int B, int T, int with_grads, duet_err *err);
+DUET_API int duet_tmodel_load_gguf(duet_tmodel **out, const char *path, int B, int T, int with_grads, duet_err *err);
 /* Raw checkpoint: config, step, caller state blob, parameters and moments. */
-int duet_tmodel_save_ckpt(const duet_tmodel *m, const char *path, const void *state, size_t state_size,
-                          duet_err *err);
-int duet_tmodel_load_ckpt(duet_tmodel **out, const char *path, int B, int T, void *state, size_t state_size,
-                          duet_err *err);
+DUET_API int duet_tmodel_save_ckpt(const duet_tmodel *m, const char *path, const void *state, size_t state_size,
+                                   duet_err *err);
+DUET_API int duet_tmodel_load_ckpt(duet_tmodel **out, const char *path, int B, int T, void *state, size_t state_size,
+                                   duet_err *err);
 
 /* ---- data ----------------------------------------------------------------- */
 /* A token stream: stories tokenized one by one, each followed by eot. */
@@ -179,16 +180,16 @@ typedef struct duet_tokens {
  * paragraphs, a paragraph opening with "once upon a time", "once there was"
  * or "once, there" starts a story), tokenizes each with the vocabulary of
  * tok_path and appends eot after each. */
-int duet_tokens_from_text(duet_tokens *out, const char *text_path, const char *tok_path, duet_err *err);
-void duet_tokens_free(duet_tokens *t);
+DUET_API int duet_tokens_from_text(duet_tokens *out, const char *text_path, const char *tok_path, duet_err *err);
+DUET_API void duet_tokens_free(duet_tokens *t);
 
 /* Deterministic RNG (splitmix64 + xorshift). */
 typedef struct duet_trng {
     uint64_t s;
 } duet_trng;
-uint64_t duet_trng_next(duet_trng *r);
-float duet_trng_uniform(duet_trng *r); /* [0, 1) */
-float duet_trng_normal(duet_trng *r);
+DUET_API uint64_t duet_trng_next(duet_trng *r);
+DUET_API float duet_trng_uniform(duet_trng *r); /* [0, 1) */
+DUET_API float duet_trng_normal(duet_trng *r);
 
 
 /* ---- the training loop (duet train / duet distill) ----------------------- */
@@ -235,22 +236,23 @@ typedef struct duet_train_result {
     int stopped_early;
 } duet_train_result;
 
-void duet_train_opts_default(duet_train_opts *o);
+DUET_API void duet_train_opts_default(duet_train_opts *o);
 /* Trains m (fresh, loaded or from the checkpoint when o->resume; on resume *m
  * is replaced) on train tokens, validating on valid. teacher (inference-only
  * model with the same vocabulary) is required for the KD modes. */
-int duet_train_run(duet_tmodel **m, duet_tmodel *teacher, const duet_tokens *train, const duet_tokens *valid,
-                   const duet_train_opts *o, duet_pool *pool, duet_train_result *res, duet_err *err);
+DUET_API int duet_train_run(duet_tmodel **m, duet_tmodel *teacher, const duet_tokens *train, const duet_tokens *valid,
+                            const duet_train_opts *o, duet_pool *pool, duet_train_result *res, duet_err *err);
 
 /* Mean cross-entropy of m over the windows of toks (stride T, at most
  * max_batches batches of B; 0: all). */
-double duet_tmodel_eval_loss(duet_tmodel *m, duet_pool *pool, const duet_tokens *toks, int B, int T, int max_batches);
+DUET_API double duet_tmodel_eval_loss(duet_tmodel *m, duet_pool *pool, const duet_tokens *toks, int B, int T,
+                                      int max_batches);
 
 /* Samples B sequences of T+1 tokens: positions [0, prompt_len) are copied
  * from prompts (B rows of prompt_len), the rest drawn from m at temperature
  * temp (one incremental pass with a key/value cache). out: (B, T+1). */
-int duet_tmodel_sample(duet_tmodel *m, duet_pool *pool, int32_t *out, const int32_t *prompts, int prompt_len,
-                       int B, int T, float temp, duet_trng *rng);
+DUET_API int duet_tmodel_sample(duet_tmodel *m, duet_pool *pool, int32_t *out, const int32_t *prompts, int prompt_len,
+                                int B, int T, float temp, duet_trng *rng);
 
 #ifdef __cplusplus
 }

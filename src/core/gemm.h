@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — internals of duet_matmul's many-token paths (src/core/matmul.c,
  * src/core/gemm_*.c). */
 #ifndef DUET_CORE_GEMM_H

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — the quantized GEMM's shared layouts (gemm_q.c builds the activation
  * panel, gemm_q_avx512.c repacks weight tiles and runs the VNNI kernels).
  *

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — ggml's block layouts (byte-exact with GGUF files) and the scalar
  * helpers every kernel needs: fp16/bf16 conversion, ggml's nearest_int and
  * the 6-bit scale/min unpacking of Q4_K/Q5_K.

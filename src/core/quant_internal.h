@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — per-type reference (de)quantizers (ggml's *_ref arithmetic).
  * Internal to src/core; the public entry points are duet_quantize_row and
  * duet_dequantize_row. n must be a multiple of the block size (the tail

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — runtime weight layouts for the decode GEMV (src/core/repack.c).
  *
  * Q4_0 "R16": 16 weight rows interleaved, so that the GEMV streams one

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* Per-thread scratch buffers for the matrix kernels (internal).
  *
  * Packing panels and converted activations are needed on every call; malloc'ing

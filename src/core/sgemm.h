@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — internals of the packed single-precision GEMM (src/core/sgemm*.c).
  *
  * The driver (sgemm.c) splits C over threads, cuts K into KC slices, packs

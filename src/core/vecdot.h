@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — internal per-type kernel table: dot products, activation
  * quantizers and multi-row dot tiles, per SIMD level.
  *

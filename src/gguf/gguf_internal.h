@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — GGUF internals shared by the reader, the writer and the name index.
  * Not a public header: only the files in src/gguf include it. */
 #ifndef DUET_GGUF_INTERNAL_H

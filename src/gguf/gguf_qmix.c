@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "duet/gguf_quantize.h" /* duet_ftype_base_type: exported from here */
 #include "duet/quant.h"
 #include "gguf/gguf_qmix.h"
 

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* llama.cpp's per-tensor type choice when quantizing a model (no imatrix):
  * which tensors are quantized at all, and the default "mixes" that give some
  * tensors more bits. Internal to src/gguf. */

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* Synthetic tokenizer vocabularies for duet synth (internal to src/gguf). */
 #ifndef DUET_GGUF_SYNTH_VOCAB_H
 #define DUET_GGUF_SYNTH_VOCAB_H

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* The batched and one-token attention paths share their softmax: this header
  * holds it and the 8-lane helpers it needs, so that the AVX2 (one query) and
  * AVX-512 (several queries) kernels compute the same bits from one source.

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — model internals shared by the files of src/model (not a public header). */
 #ifndef DUET_MODEL_INTERNAL_H
 #define DUET_MODEL_INTERNAL_H

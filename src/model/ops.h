@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* duet — the element-wise and attention arithmetic of the forward pass,
  * written to reproduce llama.cpp's CPU results bit for bit (internal).
  *

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* 8x8 float transpose in AVX registers, shared by the attention kernels that
  * turn eight rows into eight lanes (the tails that run one dot product per
  * lane in the scalar order). */

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* ggml's vectorised expf (ggml_v_expf) on 8 AVX2 lanes, shared by softmax in
  * attention and SiLU in the FFN; lanes out of the fast range fall back to the
  * scalar duet_ggml_expf, as ggml does. Include only from *_avx2.c and *_avx512.c files. */

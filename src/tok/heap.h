@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* A typed binary min-heap (by a caller's "comes before" order), generated per
  * element type so the tokenizers' merge queues stay inlined and fast.
  *

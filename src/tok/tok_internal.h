@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* Private to src/tok/: the vocabulary layout, hash maps and the pieces of the
  * tokenization pipeline (special-token partition -> SPM or BPE). */
 #ifndef DUET_TOK_INTERNAL_H

@@ -1,3 +1,4 @@
+/* internal: not part of the public API; may change. */
 /* Forward and backward kernels of the llama trainer, one pair per layer.
  *
  * Every backward sits next to its forward in layers.c and names the forward

@@ -61,8 +61,11 @@ void duet_opts_usage(FILE *f, const duet_opt *opts, const char *usage_head) {
         else n = snprintf(left, sizeof left, "    --%s", o->name);
         if (arg[0] && n >= 0 && (size_t)n < sizeof left) snprintf(left + n, sizeof left - (size_t)n, " %s", arg);
         /* long left columns (a choice list) put the help on the next line */
-        if (strlen(left) > 26) fprintf(f, "  %s\n  %-26s  %s\n", left, "", o->help ? o->help : "");
-        else fprintf(f, "  %-26s  %s\n", left, o->help ? o->help : "");
+        if (strlen(left) > 26) fprintf(f, "  %s\n  %-26s  %s", left, "", o->help ? o->help : "");
+        else fprintf(f, "  %-26s  %s", left, o->help ? o->help : "");
+        if (o->flags & DUET_OPT_DEFAULT_THREADS)
+            fprintf(f, " (default: %d, one per available CPU)", duet_cli_default_threads());
+        fputc('\n', f);
     }
     fprintf(f, "  %-26s  %s\n", "-h, --help", "this help");
 }
@@ -134,7 +137,8 @@ static int store(const char *cmd, const duet_opt *o, const char *spelled, const 
     case DUET_OPTT_I64: {
         long long x;
         if (!parse_i64(v, &x) || !in_range(o, (double)x)) break;
-        if (o->type == DUET_OPTT_INT) *(int *)o->dest = (int)x; /* in range, so within int */
+        if (o->type == DUET_OPTT_INT && (x < INT_MIN || x > INT_MAX)) break; /* a table range wider than int */
+        if (o->type == DUET_OPTT_INT) *(int *)o->dest = (int)x;
         else *(int64_t *)o->dest = (int64_t)x;
         return 0;
     }
@@ -143,7 +147,8 @@ static int store(const char *cmd, const duet_opt *o, const char *spelled, const 
         double x;
         if (!parse_f64(v, &x) || !in_range(o, x)) break;
         if (o->type == DUET_OPTT_DOUBLE) { *(double *)o->dest = x; return 0; }
-        if (!isfinite((float)x)) break; /* 1e39 */
+        if (!isfinite((float)x)) /* 1e39: in range, but not a float */
+            return duet_opts_error(cmd, "%s takes a number that fits a float, not '%s'", spelled, v);
         *(float *)o->dest = (float)x;
         return 0;
     }

@@ -50,6 +50,7 @@ typedef enum {
 
 /* flags */
 #define DUET_OPT_MIN_OPEN 1u /* min itself is excluded: "> min" (e.g. a temperature > 0) */
+#define DUET_OPT_DEFAULT_THREADS 2u /* usage: append "(default: N, one per available CPU)" */
 
 /* Destination of a DUET_OPTT_LIST option: v[0..n) in command-line order. */
 typedef struct {
@@ -63,7 +64,7 @@ typedef struct {
     duet_opt_type type;
     void *dest;                 /* what the type says */
     double min, max;            /* numeric types: accepted range, inclusive (see flags) */
-    unsigned flags;             /* DUET_OPT_MIN_OPEN */
+    unsigned flags;             /* DUET_OPT_MIN_OPEN, DUET_OPT_DEFAULT_THREADS */
     const char *const *choices; /* CHOICE: NULL-terminated */
     int (*parse)(const char *value, void *dest); /* CUSTOM */
     const char *arg;            /* name of the value in the usage ("N", "PATH"); CUSTOM: also the error's
@@ -91,7 +92,7 @@ void duet_opts_usage(FILE *f, const duet_opt *opts, const char *usage_head);
 int duet_opts_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The thread count of every command that takes -t when -t is not given:
- * one thread per online CPU, within 1..DUET_CLI_MAX_THREADS. */
+ * one thread per CPU this process may run on, within 1..DUET_CLI_MAX_THREADS. */
 #define DUET_CLI_MAX_THREADS 1024
 int duet_cli_default_threads(void);
 
@@ -134,10 +135,11 @@ int duet_cli_default_threads(void);
 #define DUET_OPT_CUSTOM(lng, sh, dst, parse_, arg_, help_)                                                         \
     {.name = (lng), .short_name = (sh), .type = DUET_OPTT_CUSTOM, .dest = (dst), .parse = (parse_),               \
      .arg = (arg_), .help = (help_)}
-/* -t/--threads, the same range and help in every command */
+/* -t/--threads, the same range and help in every command; initialise the
+ * destination with duet_cli_default_threads() */
 #define DUET_OPT_THREADS(dst)                                                                                      \
-    DUET_OPT_INT("threads", 't', dst, 1, DUET_CLI_MAX_THREADS, "N",                                               \
-                 "threads, 1..1024 (default: one per online CPU)")
+    {.name = "threads", .short_name = 't', .type = DUET_OPTT_INT, .dest = DUET_OPT_DEST_(int, dst), .min = 1,     \
+     .max = DUET_CLI_MAX_THREADS, .flags = DUET_OPT_DEFAULT_THREADS, .arg = "N", .help = "threads, 1..1024"}
 #define DUET_OPT_END {.name = NULL, .short_name = 0}
 
 #endif
