@@ -7,16 +7,12 @@
 #include <string.h>
 
 #include "duet/tok.h"
+#include "opts.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet detokenize -m MODEL.gguf [--special] [--keep-space] [--json] < ids\n"
-            "  Reads token ids (separated by spaces, commas or newlines) on stdin and\n"
-            "  prints the text they stand for, byte for byte (no newline added).\n"
-            "  --special     print the text of control tokens (dropped otherwise)\n"
-            "  --keep-space  SentencePiece: keep the space the tokenizer put in front\n"
-            "  --json        print {\"n_tokens\": N, \"bytes\": B}, the text as a JSON string\n");
-}
+static const char usage_head[] =
+    "usage: duet detokenize -m MODEL.gguf [--special] [--keep-space] [--json] < ids\n"
+    "  Reads token ids (separated by spaces, commas or newlines) on stdin and\n"
+    "  prints the text they stand for, byte for byte (no newline added).\n";
 
 static void json_string(const char *s, size_t n) {
     putchar('"');
@@ -34,29 +30,18 @@ static void json_string(const char *s, size_t n) {
 
 int cmd_detokenize(int argc, char **argv) {
     const char *model = NULL;
-    int flags = 0, json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--special")) {
-            flags |= DUET_DETOK_SPECIAL;
-        } else if (!strcmp(a, "--keep-space")) {
-            flags |= DUET_DETOK_KEEP_SPACE;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) {
-            model = argv[++i];
-        } else {
-            fprintf(stderr, "duet detokenize: unknown option '%s' (duet detokenize --help)\n", a);
-            return 2;
-        }
-    }
-    if (!model) {
-        fprintf(stderr, "duet detokenize: -m MODEL.gguf is required\n");
-        return 2;
-    }
+    int special = 0, keep_space = 0, json = 0;
+    const duet_opt opts[] = {
+        DUET_OPT_STR("model", 'm', &model, "PATH", "GGUF model or tokenizer (required)"),
+        DUET_OPT_FLAG("special", 0, &special, "print the text of control tokens (dropped otherwise)"),
+        DUET_OPT_FLAG("keep-space", 0, &keep_space, "SentencePiece: keep the space the tokenizer put in front"),
+        DUET_OPT_FLAG("json", 0, &json, "print {\"n_tokens\": N, \"bytes\": B}, the text as a JSON string"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("detokenize", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!model) return duet_opts_error("detokenize", "-m MODEL.gguf is required");
+    int flags = (special ? DUET_DETOK_SPECIAL : 0) | (keep_space ? DUET_DETOK_KEEP_SPACE : 0);
     duet_err err = {0};
     duet_vocab *v = NULL;
     if (duet_vocab_load_file(&v, model, &err)) {

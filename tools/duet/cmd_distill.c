@@ -7,77 +7,63 @@
 #include "duet/quant.h"
 #include "duet/threadpool.h"
 #include "duet/train.h"
+#include "train_cli.h"
 
-int duet_cli_train_common(int argc, char **argv, int *i, duet_train_opts *o, duet_tconfig *c, const char **init,
-                          const char **train_path, const char **valid_path, int *threads, int *json);
+static const char usage_head[] =
+    "usage: duet distill --teacher T.gguf (--student S.gguf | shape options) -f TRAIN.txt --tok tok.gguf\n"
+    "                    -o OUT.gguf [--loss kl|rkl|jsd:BETA|tvd] [--ce-weight W] [--temp T]\n"
+    "                    [--mode token|seq|onpolicy] [options of duet train]\n"
+    "  --mode token: KD on data windows; seq: cross-entropy on sequences the teacher samples;\n"
+    "  onpolicy: the student samples, the teacher scores its tokens.\n";
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet distill --teacher T.gguf (--student S.gguf | shape flags) -f TRAIN.txt --tok tok.gguf\n"
-            "                    -o OUT.gguf [--loss kl|rkl|jsd:BETA|tvd] [--ce-weight W] [--temp T]\n"
-            "                    [--mode token|seq|onpolicy] [options of duet train]\n"
-            "  --loss        divergence between teacher p and student q (default kl = KL(p||q))\n"
-            "  --ce-weight W loss = (1-W) * divergence + W * cross-entropy on the data (default 0)\n"
-            "  --temp T      temperature of both distributions (KL/RKL/JSD gradients scaled by T^2; default 1)\n"
-            "  --mode        token: KD on data windows (default); seq: cross-entropy on sequences the teacher\n"
-            "                samples; onpolicy: the student samples, the teacher scores its tokens\n"
-            "  --onpolicy-frac F  share of on-policy batches (default 0.5; the rest are data windows)\n"
-            "  --sample-temp F    sampling temperature for seq/onpolicy (default 1)\n"
-            "  --prompt-len N     data tokens that start each sampled window (default 8)\n"
-            "Shape flags and training options: see duet train --help.\n");
+static int parse_loss(const char *v, void *dest) {
+    duet_kd_opts *kd = dest;
+    return duet_kd_parse(v, &kd->loss, &kd->beta);
 }
 
 int cmd_distill(int argc, char **argv) {
-    duet_train_opts o;
-    duet_train_opts_default(&o);
-    o.lr_min = -1;
-    o.T = 0;
-    o.kd_mode = DUET_KD_MODE_TOKEN;
-    o.prompt_len = 8;
-    duet_tconfig c = {0, 256, 128, 4, 4, 352, 0, 10000.0f, 1e-5f};
-    const char *student = NULL, *teacher_path = NULL, *train_path = NULL, *valid_path = NULL;
-    int threads = 1, json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        int r = duet_cli_train_common(argc, argv, &i, &o, &c, &student, &train_path, &valid_path, &threads, &json);
-        if (r < 0) return 2;
-        if (r) continue;
-        if (i + 1 >= argc) { fprintf(stderr, "duet distill: unknown option or missing value '%s'\n", a); return 2; }
-        const char *v = argv[++i];
-        char *end = NULL;
-        if (!strcmp(a, "--teacher")) teacher_path = v;
-        else if (!strcmp(a, "--student")) student = v;
-        else if (!strcmp(a, "--loss")) {
-            if (duet_kd_parse(v, &o.kd.loss, &o.kd.beta)) {
-                fprintf(stderr, "duet distill: bad --loss '%s' (kl, rkl, jsd:BETA with 0<BETA<1, tvd)\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(v, "token")) o.kd_mode = DUET_KD_MODE_TOKEN;
-            else if (!strcmp(v, "seq")) o.kd_mode = DUET_KD_MODE_SEQ;
-            else if (!strcmp(v, "onpolicy")) o.kd_mode = DUET_KD_MODE_ONPOLICY;
-            else { fprintf(stderr, "duet distill: bad --mode '%s' (token, seq, onpolicy)\n", v); return 2; }
-        } else if (!strcmp(a, "--ce-weight")) o.kd.ce_weight = strtof(v, &end);
-        else if (!strcmp(a, "--temp")) o.kd.temp = strtof(v, &end);
-        else if (!strcmp(a, "--onpolicy-frac")) o.onpolicy_frac = strtof(v, &end);
-        else if (!strcmp(a, "--sample-temp")) o.sample_temp = strtof(v, &end);
-        else if (!strcmp(a, "--prompt-len")) o.prompt_len = (int)strtol(v, &end, 10);
-        else { fprintf(stderr, "duet distill: unknown option '%s'\n", a); return 2; }
-        if (end && *end) { fprintf(stderr, "duet distill: bad number '%s' for %s\n", v, a); return 2; }
-    }
-    if (!teacher_path || !train_path || !o.out_path || !o.tok_path) {
-        fprintf(stderr, "duet distill: need --teacher, -f TRAIN.txt, --tok tok.gguf and -o OUT.gguf\n");
-        return 2;
-    }
-    if (!(o.kd.ce_weight >= 0 && o.kd.ce_weight <= 1) || !(o.kd.temp > 0) || !(o.onpolicy_frac >= 0 &&
-        o.onpolicy_frac <= 1) || !(o.sample_temp >= 0) || o.prompt_len < 1 || o.B < 1 || o.max_steps < 1 ||
-        threads < 1 || threads > 256) {
-        fprintf(stderr, "duet distill: bad --ce-weight (0..1), --temp (>0), --onpolicy-frac (0..1), "
-                        "--sample-temp, --prompt-len, --batch, --steps or -t\n");
-        return 2;
-    }
-    if (o.lr_min < 0) o.lr_min = o.lr / 10;
+    train_cli t;
+    train_cli_defaults(&t);
+    t.o.kd_mode = DUET_KD_MODE_TOKEN;
+    t.o.prompt_len = 8;
+    duet_train_opts *op = &t.o;
+    const char *student = NULL, *teacher_path = NULL;
+    int mode = 0; /* index in modes */
+    static const char *const modes[] = {"token", "seq", "onpolicy", NULL};
+    static const duet_kd_mode mode_of[] = {DUET_KD_MODE_TOKEN, DUET_KD_MODE_SEQ, DUET_KD_MODE_ONPOLICY};
+    duet_opt opts[TRAIN_CLI_MAX_ROWS + 16];
+    int n = 0;
+    const duet_opt own[] = {
+        DUET_OPT_STR("teacher", 0, &teacher_path, "T.gguf", "the teacher model (required)"),
+        DUET_OPT_STR("student", 0, &student, "S.gguf", "the student to start from (else the shape options)"),
+        DUET_OPT_CUSTOM("loss", 0, &op->kd, parse_loss, "kl, rkl, jsd:BETA (0<BETA<1) or tvd",
+                        "divergence between teacher p and student q (default kl = KL(p||q))"),
+        DUET_OPT_FLOAT("ce-weight", 0, &op->kd.ce_weight, 0, 1, "W",
+                       "loss = (1-W) * divergence + W * cross-entropy on the data (default 0)"),
+        DUET_OPT_FLOAT_GT("temp", 0, &op->kd.temp, 0, INFINITY, "T",
+                          "temperature of both distributions (KL/RKL/JSD gradients x T^2; default 1)"),
+        DUET_OPT_CHOICE("mode", 0, &mode, modes, "what the student learns from (default token; see above)"),
+        DUET_OPT_FLOAT("onpolicy-frac", 0, &op->onpolicy_frac, 0, 1, "F",
+                       "share of on-policy batches, the rest data windows (default 0.5)"),
+        DUET_OPT_FLOAT("sample-temp", 0, &op->sample_temp, 0, INFINITY, "F",
+                       "sampling temperature for seq/onpolicy (default 1)"),
+        DUET_OPT_INT("prompt-len", 0, &op->prompt_len, 1, INT_MAX, "N",
+                     "data tokens that start each sampled window (default 8)"),
+    };
+    for (size_t k = 0; k < sizeof own / sizeof own[0]; k++) opts[n++] = own[k];
+    n += train_cli_rows(opts + n, &t, "same as --student");
+    opts[n] = (duet_opt)DUET_OPT_END;
+    int prc = duet_opts_parse("distill", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    train_cli_finish(&t);
+    t.o.kd_mode = mode_of[mode];
+    if (!student) student = t.init; /* --init names the student too, as in duet train */
+    duet_train_opts o = t.o;
+    duet_tconfig c = t.c;
+    const char *train_path = t.train_path, *valid_path = t.valid_path;
+    const int threads = t.threads, json = t.json;
+    if (!teacher_path || !train_path || !o.out_path || !o.tok_path)
+        return duet_opts_error("distill", "need --teacher, -f TRAIN.txt, --tok tok.gguf and -o OUT.gguf (duet distill --help)");
     duet_err err = {0};
     duet_tokens tr = {0}, va = {0};
     duet_tmodel *m = NULL, *teacher = NULL;

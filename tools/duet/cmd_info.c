@@ -8,14 +8,7 @@
 
 #include "duet/gguf.h"
 #include "duet/quant.h"
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet info -m MODEL.gguf [--json] [--tensors]\n"
-            "  -m, --model PATH   GGUF file to describe\n"
-            "  --json             print one JSON object instead of a table\n"
-            "  --tensors          also list every tensor (name, type, shape, bytes)\n");
-}
+#include "opts.h"
 
 /* One line on stderr: control bytes from file content become '?'. */
 static int fail(const char *msg) {
@@ -306,27 +299,15 @@ static int print_json(const char *path, const duet_gguf *g, const info *in, int 
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     int json = 0, tensors = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
-            path = argv[++i];
-        } else if (!strcmp(argv[i], "--json")) {
-            json = 1;
-        } else if (!strcmp(argv[i], "--tensors")) {
-            tensors = 1;
-        } else {
-            fprintf(stderr, "duet info: unknown or incomplete option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "duet info: -m MODEL is required\n");
-        usage(stderr);
-        return 2;
-    }
+    const duet_opt opts[] = {
+        DUET_OPT_STR("model", 'm', &path, "PATH", "GGUF file to describe (required)"),
+        DUET_OPT_FLAG("json", 0, &json, "print one JSON object instead of a table"),
+        DUET_OPT_FLAG("tensors", 0, &tensors, "also list every tensor (name, type, shape, bytes)"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("info", opts, argc, argv, "usage: duet info -m MODEL.gguf [--json] [--tensors]\n");
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!path) return duet_opts_error("info", "-m MODEL is required (duet info --help)");
     duet_gguf *g = NULL;
     duet_err e = {0};
     if (duet_gguf_open(&g, path, &e)) return fail(e.msg);

@@ -8,24 +8,14 @@
 #include <time.h>
 
 #include "duet/model.h"
+#include "opts.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet logits -m MODEL --tokens \"ID ID ...\" -o OUT [options]\n"
-            "\n"
-            "Writes the float32 little-endian logits of every position (n_pos x n_vocab,\n"
-            "row-major) to OUT.\n"
-            "\n"
-            "options:\n"
-            "  -m, --model PATH      GGUF model (llama, qwen2)\n"
-            "  --tokens \"ID ...\"     token ids, separated by spaces or commas\n"
-            "  -o, --output PATH     output file\n"
-            "  --one-by-one          one eval per token instead of one batched eval\n"
-            "  -t, --threads N       threads (default: all CPUs)\n"
-            "  --kv-type f16|f32     KV cache element type (default f16)\n"
-            "  --json                print a JSON summary on stdout\n"
-            "  -h, --help            this help\n");
-}
+static const char usage_head[] =
+    "usage: duet logits -m MODEL --tokens \"ID ID ...\" -o OUT [options]\n"
+    "\n"
+    "Writes the float32 little-endian logits of every position (n_pos x n_vocab,\n"
+    "row-major) to OUT.\n"
+    "\n";
 
 static int fail(const char *msg) {
     fprintf(stderr, "duet logits: %s\n", msg);
@@ -63,49 +53,23 @@ static int parse_tokens(const char *s, int32_t **out, int *n_out) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL;
-    int one_by_one = 0, threads = 0, json = 0;
-    duet_kv_type kv = DUET_KV_F16;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has_val = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has_val) {
-            model_path = argv[++i];
-        } else if (!strcmp(a, "--tokens") && has_val) {
-            tokens_arg = argv[++i];
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && has_val) {
-            out_path = argv[++i];
-        } else if (!strcmp(a, "--one-by-one")) {
-            one_by_one = 1;
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has_val) {
-            char *end;
-            long t = strtol(argv[++i], &end, 10);
-            if (*end || t < 1 || t > 1024) {
-                fprintf(stderr, "duet logits: bad thread count '%s'\n", argv[i]);
-                return 2;
-            }
-            threads = (int)t;
-        } else if (!strcmp(a, "--kv-type") && has_val) {
-            const char *t = argv[++i];
-            if (!strcmp(t, "f16") || !strcmp(t, "F16")) kv = DUET_KV_F16;
-            else if (!strcmp(t, "f32") || !strcmp(t, "F32")) kv = DUET_KV_F32;
-            else {
-                fprintf(stderr, "duet logits: --kv-type must be f16 or f32, not '%s'\n", t);
-                return 2;
-            }
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else {
-            fprintf(stderr, "duet logits: unknown or incomplete option '%s' (duet logits --help)\n", a);
-            return 2;
-        }
-    }
-    if (!model_path || !tokens_arg || !out_path) {
-        fprintf(stderr, "duet logits: -m, --tokens and -o are required (duet logits --help)\n");
-        return 2;
-    }
+    int one_by_one = 0, threads = duet_cli_default_threads(), json = 0, kv_f32 = 0;
+    static const char *const kv_types[] = {"f16", "f32", NULL};
+    const duet_opt opts[] = {
+        DUET_OPT_STR("model", 'm', &model_path, "PATH", "GGUF model (llama, qwen2)"),
+        DUET_OPT_STR("tokens", 0, &tokens_arg, "\"ID ...\"", "token ids, separated by spaces or commas"),
+        DUET_OPT_STR("output", 'o', &out_path, "PATH", "output file"),
+        DUET_OPT_FLAG("one-by-one", 0, &one_by_one, "one eval per token instead of one batched eval"),
+        DUET_OPT_THREADS(&threads),
+        DUET_OPT_CHOICE("kv-type", 0, &kv_f32, kv_types, "KV cache element type (default f16)"),
+        DUET_OPT_FLAG("json", 0, &json, "print a JSON summary on stdout"),
+        DUET_OPT_END,
+    };
+    int orc = duet_opts_parse("logits", opts, argc, argv, usage_head);
+    if (orc) return orc == 1 ? 0 : orc;
+    if (!model_path || !tokens_arg || !out_path)
+        return duet_opts_error("logits", "-m, --tokens and -o are required (duet logits --help)");
+    duet_kv_type kv = kv_f32 ? DUET_KV_F32 : DUET_KV_F16;
     int32_t *tok = NULL;
     int n = 0;
     int prc = parse_tokens(tokens_arg, &tok, &n);

@@ -9,19 +9,16 @@
 #include "duet/gguf.h"
 #include "duet/gguf_quantize.h"
 #include "duet/quant.h"
+#include "opts.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet quantize -i IN.gguf -o OUT.gguf --type TYPE [--pure] [-t N] [--json] [-v]\n"
-            "  --type TYPE   F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q6_K Q4_K_S Q4_K_M Q5_K_S Q5_K_M\n"
-            "                (Q4_K and Q5_K are Q4_K_M and Q5_K_M, as in llama-quantize)\n"
-            "  --pure        no mix: every quantized weight gets TYPE (llama-quantize --pure)\n"
-            "  -t N          threads (default: all CPUs)\n"
-            "  --json        print one JSON object with the figures\n"
-            "  -v            one progress line per tensor on stderr (automatic above 256 MiB)\n"
-            "1-D tensors (norms, biases) keep their type; a matrix whose rows the block\n"
-            "size does not divide falls back to a type that fits.\n");
-}
+static const char usage_head[] =
+    "usage: duet quantize -i IN.gguf -o OUT.gguf --type TYPE [--pure] [-t N] [--json] [-v]\n"
+    "  Q4_K and Q5_K are Q4_K_M and Q5_K_M, as in llama-quantize. 1-D tensors (norms, biases) keep\n"
+    "  their type; a matrix whose rows the block size does not divide falls back to a type that fits.\n";
+
+/* --type's names: llama-quantize's, plus its aliases Q4_K / Q5_K */
+static const char *const type_names[] = {"F32",    "F16",    "BF16",   "Q8_0",   "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+                                         "Q6_K",   "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q4_K", "Q5_K", NULL};
 
 typedef struct {
     int verbose;
@@ -43,46 +40,24 @@ static int parse_ftype(const char *s) {
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *type = NULL;
-    int json = 0, pure = 0, threads = 0;
+    const char *in = NULL, *out = NULL;
+    int json = 0, pure = 0, threads = duet_cli_default_threads(), type = -1;
     progress_state ps = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "-i") && more) {
-            in = argv[++i];
-        } else if (!strcmp(a, "-o") && more) {
-            out = argv[++i];
-        } else if (!strcmp(a, "--type") && more) {
-            type = argv[++i];
-        } else if (!strcmp(a, "-t") && more) {
-            threads = atoi(argv[++i]);
-        } else if (!strcmp(a, "--pure")) {
-            pure = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "-v")) {
-            ps.verbose = 1;
-        } else {
-            fprintf(stderr, "duet quantize: unknown or incomplete option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!in || !out || !type) {
-        fprintf(stderr, "duet quantize: -i, -o and --type are required\n");
-        usage(stderr);
-        return 2;
-    }
-    int ftype = parse_ftype(type);
-    if (ftype < 0) {
-        fprintf(stderr, "duet quantize: unknown type '%s'\n", type);
-        usage(stderr);
-        return 2;
-    }
+    const duet_opt opts[] = {
+        DUET_OPT_STR("input", 'i', &in, "IN.gguf", "the model to convert"),
+        DUET_OPT_STR("output", 'o', &out, "OUT.gguf", "where to write it"),
+        DUET_OPT_CHOICE("type", 0, &type, type_names, "the weight type (the file type of llama-quantize)"),
+        DUET_OPT_FLAG("pure", 0, &pure, "no mix: every quantized weight gets TYPE (llama-quantize --pure)"),
+        DUET_OPT_THREADS(&threads),
+        DUET_OPT_FLAG("json", 0, &json, "print one JSON object with the figures"),
+        DUET_OPT_FLAG("verbose", 'v', &ps.verbose, "one progress line per tensor on stderr (automatic above 256 MiB)"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("quantize", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!in || !out || type < 0) return duet_opts_error("quantize", "-i, -o and --type are required (duet quantize --help)");
+    int ftype = parse_ftype(type_names[type]);
+    if (ftype < 0) return duet_opts_error("quantize", "type %s is not supported", type_names[type]);
     /* Big models take a while: show per-tensor progress. */
     FILE *f = fopen(in, "rb");
     if (f) {

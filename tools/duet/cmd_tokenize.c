@@ -5,20 +5,16 @@
 
 #include "duet/tok.h"
 #include "duet/train.h"
+#include "opts.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet tokenize -m MODEL.gguf [--special] [--no-bos] [--eos] [--json] < text\n"
-            "  Reads UTF-8 text on stdin and prints its token ids separated by spaces.\n"
-            "  BOS is added when the vocabulary says add_bos_token (unless --no-bos).\n"
-            "  --special   text of control tokens (<|eot_id|>, <s>, ...) becomes those tokens\n"
-            "  --eos       append EOS\n"
-            "  --json      print {\"n_tokens\": N, \"ids\": [...]}\n"
-            "   or: duet tokenize -m MODEL.gguf --stories TEXT -o OUT.u16 [--json]\n"
-            "  Splits TinyStories-style TEXT into stories exactly as duet train does, tokenizes each,\n"
-            "  appends end-of-text after each and writes the stream as little-endian uint16 ids\n"
-            "  (the input of scripts/gpu/train_pair.py).\n");
-}
+static const char usage_head[] =
+    "usage: duet tokenize -m MODEL.gguf [--special] [--no-bos] [--eos] [--json] < text\n"
+    "  Reads UTF-8 text on stdin and prints its token ids separated by spaces.\n"
+    "  BOS is added when the vocabulary says add_bos_token (unless --no-bos).\n"
+    "   or: duet tokenize -m MODEL.gguf --stories TEXT -o OUT.u16 [--json]\n"
+    "  Splits TinyStories-style TEXT into stories exactly as duet train does, tokenizes each,\n"
+    "  appends end-of-text after each and writes the stream as little-endian uint16 ids\n"
+    "  (the input of scripts/gpu/train_pair.py).\n";
 
 /* All of stdin (binary-safe). */
 static char *read_all(FILE *f, size_t *len) {
@@ -76,34 +72,19 @@ static int dump_stories(const char *model, const char *text_path, const char *ou
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *stories = NULL, *out = NULL;
     int special = 0, no_bos = 0, eos = 0, json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--special")) {
-            special = 1;
-        } else if (!strcmp(a, "--no-bos")) {
-            no_bos = 1;
-        } else if (!strcmp(a, "--eos")) {
-            eos = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--stories") && i + 1 < argc) {
-            stories = argv[++i];
-        } else if (!strcmp(a, "-o") && i + 1 < argc) {
-            out = argv[++i];
-        } else {
-            fprintf(stderr, "duet tokenize: unknown option '%s' (duet tokenize --help)\n", a);
-            return 2;
-        }
-    }
-    if (!model) {
-        fprintf(stderr, "duet tokenize: -m MODEL.gguf is required\n");
-        return 2;
-    }
+    const duet_opt opts[] = {
+        DUET_OPT_STR("model", 'm', &model, "PATH", "GGUF model or tokenizer (required)"),
+        DUET_OPT_FLAG("special", 0, &special, "text of control tokens (<|eot_id|>, <s>, ...) becomes those tokens"),
+        DUET_OPT_FLAG("no-bos", 0, &no_bos, "do not add BOS"),
+        DUET_OPT_FLAG("eos", 0, &eos, "append EOS"),
+        DUET_OPT_FLAG("json", 0, &json, "print {\"n_tokens\": N, \"ids\": [...]}"),
+        DUET_OPT_STR("stories", 0, &stories, "TEXT", "tokenize TEXT story by story into -o (see above)"),
+        DUET_OPT_STR("output", 'o', &out, "OUT.u16", "the uint16 stream written with --stories"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("tokenize", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!model) return duet_opts_error("tokenize", "-m MODEL.gguf is required");
     if (stories || out) {
         if (!stories || !out) {
             fprintf(stderr, "duet tokenize: --stories TEXT and -o OUT.u16 go together\n");

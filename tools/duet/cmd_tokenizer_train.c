@@ -5,14 +5,13 @@
 #include <time.h>
 
 #include "duet/bpe_train.h"
+#include "opts.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet tokenizer-train -f TEXT [-f TEXT ...] --vocab N -o tok.gguf [--json]\n"
-            "  Trains a byte-level BPE (GPT-2 pre-tokenizer) with N tokens in all:\n"
-            "  256 byte symbols, N-257 merges and <|endoftext|>. The output GGUF holds\n"
-            "  tokenizer.ggml.* keys only (model gpt2, pre gpt-2).\n");
-}
+static const char usage_head[] =
+    "usage: duet tokenizer-train -f TEXT [-f TEXT ...] --vocab N -o tok.gguf [--json]\n"
+    "  Trains a byte-level BPE (GPT-2 pre-tokenizer) with N tokens in all:\n"
+    "  256 byte symbols, N-257 merges and <|endoftext|>. The output GGUF holds\n"
+    "  tokenizer.ggml.* keys only (model gpt2, pre gpt-2).\n";
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -28,32 +27,22 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 int cmd_tokenizer_train(int argc, char **argv) {
-    const char *files[64];
-    int n_files = 0, vocab = 0, json = 0;
+    const char *file_paths[64];
+    duet_opt_list files = {file_paths, 0, 64};
+    int vocab = 0, json = 0;
     const char *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (i + 1 >= argc) { fprintf(stderr, "duet tokenizer-train: %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "-f")) {
-            if (n_files == 64) { fprintf(stderr, "duet tokenizer-train: too many -f files\n"); return 2; }
-            files[n_files++] = argv[++i];
-        } else if (!strcmp(a, "--vocab")) {
-            char *end;
-            vocab = (int)strtol(argv[++i], &end, 10);
-            if (*end) { fprintf(stderr, "duet tokenizer-train: bad --vocab '%s'\n", argv[i]); return 2; }
-        } else if (!strcmp(a, "-o")) {
-            out = argv[++i];
-        } else {
-            fprintf(stderr, "duet tokenizer-train: unknown option '%s'\n", a);
-            return 2;
-        }
-    }
-    if (!n_files || !out || vocab < 257 || vocab > 200000) {
-        fprintf(stderr, "duet tokenizer-train: need -f TEXT, -o OUT and --vocab N (257..200000)\n");
-        return 2;
-    }
+    const duet_opt opts[] = {
+        DUET_OPT_LIST("file", 'f', &files, "TEXT", "a training text (repeat for several, up to 64)"),
+        DUET_OPT_INT("vocab", 0, &vocab, 257, 200000, "N", "tokens in all, 257..200000 (required)"),
+        DUET_OPT_STR("output", 'o', &out, "tok.gguf", "where to write the tokenizer (required)"),
+        DUET_OPT_FLAG("json", 0, &json, "print one JSON object"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("tokenizer-train", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!files.n || !out || !vocab)
+        return duet_opts_error("tokenizer-train", "need -f TEXT, -o OUT and --vocab N (duet tokenizer-train --help)");
+    const int n_files = files.n;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     duet_err err = {0};
@@ -62,14 +51,14 @@ int cmd_tokenizer_train(int argc, char **argv) {
     size_t total = 0;
     for (int i = 0; !rc && i < n_files; i++) {
         size_t len = 0;
-        char *text = slurp(files[i], &len);
+        char *text = slurp(file_paths[i], &len);
         if (!text) {
-            fprintf(stderr, "duet tokenizer-train: cannot read %s\n", files[i]);
+            fprintf(stderr, "duet tokenizer-train: cannot read %s\n", file_paths[i]);
             duet_bpe_free(b);
             return 1;
         }
         rc = duet_bpe_add_text(b, text, len, &err);
-        if (rc) duet_err_prefix(&err, "%s", files[i]);
+        if (rc) duet_err_prefix(&err, "%s", file_paths[i]);
         total += len;
         free(text);
     }

@@ -7,107 +7,96 @@
 #include "duet/quant.h"
 #include "duet/threadpool.h"
 #include "duet/train.h"
+#include "train_cli.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet train -f TRAIN.txt --tok tok.gguf -o OUT.gguf [options]\n"
-            "  data:    --valid VALID.txt   validation text (loss every --eval-every steps, early stopping)\n"
-            "  model:   --init M.gguf (fine-tune) or --n-embd N --n-layer N --n-head N --n-ff N --ctx N [--tied]\n"
-            "           [--rope-base F] [--norm-eps F]   (defaults: 128, 4, 4, 352, 256, untied, 10000, 1e-5)\n"
-            "  batch:   --batch B (8) --seq T (ctx)\n"
-            "  optim:   --steps N (2000) --lr F (1e-3) --lr-min F (lr/10) --warmup N (100) --wd F (0.1)\n"
-            "           --clip F (1.0) --seed N (1337)\n"
-            "  run:     --eval-every N (200) --eval-batches N (20, 0 = whole file) --patience N (0 = off)\n"
-            "           --ckpt-minutes F (5) --time-limit MIN (0 = none) --stop-at STEP --resume  -t THREADS (1)\n"
-            "  output:  --f16 (F16 matrices; default F32) --name NAME --json\n"
-            "Writes OUT.gguf (best validation loss), OUT.ckpt, OUT.loss.csv and OUT.loss.png.\n");
+static const char usage_head[] =
+    "usage: duet train -f TRAIN.txt --tok tok.gguf -o OUT.gguf [options]\n"
+    "  Trains a llama model from scratch (the shape options) or fine-tunes one (--init).\n"
+    "  Writes OUT.gguf (best validation loss), OUT.ckpt, OUT.loss.csv and OUT.loss.png.\n";
+
+void train_cli_defaults(train_cli *t) {
+    memset(t, 0, sizeof *t);
+    duet_train_opts_default(&t->o);
+    t->o.T = 0; /* 0: the context */
+    t->c = (duet_tconfig){0, 256, 128, 4, 4, 352, 0, 10000.0f, 1e-5f};
+    t->threads = duet_cli_default_threads();
+    t->ckpt_minutes = t->o.ckpt_seconds / 60;
+    t->time_limit_minutes = t->o.time_limit / 60;
 }
 
-/* Shared by train and distill: parses one common option at argv[*i]; 1 if consumed, 0 if not, -1 on error. */
-int duet_cli_train_common(int argc, char **argv, int *i, duet_train_opts *o, duet_tconfig *c, const char **init,
-                          const char **train_path, const char **valid_path, int *threads, int *json);
-
-static int num(const char *s, double *out) {
-    char *end;
-    *out = strtod(s, &end);
-    return *s && !*end && isfinite(*out);
+int train_cli_rows(duet_opt *rows, train_cli *t, const char *init_help) {
+    duet_train_opts *o = &t->o;
+    duet_tconfig *c = &t->c;
+    const double big = 1 << 20;
+    const duet_opt shared[] = {
+        /* data and output */
+        DUET_OPT_STR("file", 'f', &t->train_path, "TRAIN.txt", "training text (required)"),
+        DUET_OPT_STR("valid", 0, &t->valid_path, "VALID.txt", "validation text (loss every --eval-every steps, early stopping)"),
+        DUET_OPT_STR("tok", 0, &o->tok_path, "tok.gguf", "tokenizer (required; its size is the vocabulary)"),
+        DUET_OPT_STR("output", 'o', &o->out_path, "OUT.gguf", "output model (required)"),
+        DUET_OPT_STR("name", 0, &o->name, "NAME", "general.name of the output"),
+        DUET_OPT_FLAG("f16", 0, &t->f16, "F16 matrices in the output (default F32)"),
+        DUET_OPT_FLAG("json", 0, &t->json, "print one JSON object at the end"),
+        /* model */
+        DUET_OPT_STR("init", 0, &t->init, "M.gguf", init_help),
+        DUET_OPT_INT("n-embd", 0, &c->n_embd, 1, 65536, "N", "embedding width (default 128)"),
+        DUET_OPT_INT("n-layer", 0, &c->n_layer, 1, 4096, "N", "layers (default 4)"),
+        DUET_OPT_INT("n-head", 0, &c->n_head, 1, 65536, "N", "attention heads (default 4)"),
+        DUET_OPT_INT("n-ff", 0, &c->n_ff, 1, big, "N", "feed-forward width (default 352)"),
+        DUET_OPT_INT("ctx", 'c', &c->n_ctx, 1, big, "N", "context length (default 256)"),
+        DUET_OPT_INT("vocab", 0, &t->vocab_ignored, 1, INT_MAX, "N", "ignored: the tokenizer's size is the vocabulary"),
+        DUET_OPT_FLAG("tied", 0, &c->tied, "output projection = token embedding (default untied)"),
+        DUET_OPT_FLOAT_GT("rope-base", 0, &c->rope_base, 0, INFINITY, "F", "RoPE base (default 10000)"),
+        DUET_OPT_FLOAT_GT("norm-eps", 0, &c->norm_eps, 0, 1, "F", "RMSNorm epsilon (default 1e-5)"),
+        /* batch and optimizer */
+        DUET_OPT_INT("batch", 0, &o->B, 1, 65536, "B", "windows per batch (default 8)"),
+        DUET_OPT_INT("seq", 0, &o->T, 1, big, "T", "tokens per window (default: the context)"),
+        DUET_OPT_I64("steps", 0, &o->max_steps, 1, INT64_MAX, "N", "optimizer steps (default 2000)"),
+        DUET_OPT_FLOAT("lr", 0, &o->lr, 0, INFINITY, "F", "peak learning rate (default 1e-3)"),
+        {.name = "lr-min", .type = DUET_OPTT_FLOAT, .dest = &o->lr_min, .min = 0, .max = INFINITY,
+         .given = &t->lr_min_given, .arg = "F", .help = "final learning rate of the cosine (default lr/10)"},
+        DUET_OPT_I64("warmup", 0, &o->warmup, 0, INT64_MAX, "N", "linear warmup steps (default 100)"),
+        DUET_OPT_FLOAT("wd", 0, &o->weight_decay, 0, INFINITY, "F", "AdamW weight decay (default 0.1)"),
+        DUET_OPT_FLOAT("clip", 0, &o->clip, 0, INFINITY, "F", "gradient norm clip, 0 = off (default 1.0)"),
+        DUET_OPT_U64("seed", 's', &o->seed, "N", "seed of the init and the batches (default 1337)"),
+        /* run */
+        DUET_OPT_INT("eval-every", 0, &o->eval_every, 0, INT_MAX, "N", "steps between validations, 0 = never (default 200)"),
+        DUET_OPT_INT("eval-batches", 0, &o->eval_batches, 0, INT_MAX, "N", "batches per validation, 0 = the whole file (default 20)"),
+        DUET_OPT_INT("patience", 0, &o->patience, 0, INT_MAX, "N", "stop after N validations without improvement, 0 = off (default)"),
+        DUET_OPT_DOUBLE("ckpt-minutes", 0, &t->ckpt_minutes, 0, 1e9, "F", "minutes between checkpoints (default 5)"),
+        DUET_OPT_DOUBLE("time-limit", 0, &t->time_limit_minutes, 0, 1e9, "MIN", "minutes of training in this run, 0 = none (default)"),
+        DUET_OPT_I64("stop-at", 0, &o->stop_at, 0, INT64_MAX, "STEP", "stop with a checkpoint after STEP steps, 0 = --steps"),
+        DUET_OPT_FLAG("resume", 0, &o->resume, "continue from OUT.ckpt"),
+        DUET_OPT_THREADS(&t->threads),
+    };
+    int n = (int)(sizeof shared / sizeof shared[0]);
+    _Static_assert(sizeof shared / sizeof shared[0] <= TRAIN_CLI_MAX_ROWS, "TRAIN_CLI_MAX_ROWS");
+    memcpy(rows, shared, sizeof shared);
+    return n;
 }
 
-int duet_cli_train_common(int argc, char **argv, int *i, duet_train_opts *o, duet_tconfig *c, const char **init,
-                          const char **train_path, const char **valid_path, int *threads, int *json) {
-    const char *a = argv[*i];
-    if (!strcmp(a, "--json")) { *json = 1; return 1; }
-    if (!strcmp(a, "--tied")) { c->tied = 1; return 1; }
-    if (!strcmp(a, "--resume")) { o->resume = 1; return 1; }
-    if (!strcmp(a, "--f16")) { o->out_type = DUET_TYPE_F16; return 1; }
-    static const char *const with_value[] = {"-f", "--valid", "--tok", "-o", "--init", "--name", "--n-embd",
-                                             "--n-layer", "--n-head", "--n-ff", "--ctx", "--vocab", "--rope-base",
-                                             "--norm-eps", "--batch", "--seq", "--steps", "--lr", "--lr-min",
-                                             "--warmup", "--wd", "--clip", "--seed", "--eval-every", "--eval-batches",
-                                             "--patience", "--ckpt-minutes", "--time-limit", "--stop-at", "-t"};
-    int known = 0;
-    for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
-    if (!known) return 0;
-    if (*i + 1 >= argc) { fprintf(stderr, "duet %s: %s needs a value\n", argv[0], a); return -1; }
-    const char *v = argv[++*i];
-    if (!strcmp(a, "-f")) { *train_path = v; return 1; }
-    if (!strcmp(a, "--valid")) { *valid_path = v; return 1; }
-    if (!strcmp(a, "--tok")) { o->tok_path = v; return 1; }
-    if (!strcmp(a, "-o")) { o->out_path = v; return 1; }
-    if (!strcmp(a, "--init")) { *init = v; return 1; }
-    if (!strcmp(a, "--name")) { o->name = v; return 1; }
-    double d;
-    if (!num(v, &d)) { fprintf(stderr, "duet %s: bad number '%s' for %s\n", argv[0], v, a); return -1; }
-    if (!strcmp(a, "--n-embd")) c->n_embd = (int)d;
-    else if (!strcmp(a, "--n-layer")) c->n_layer = (int)d;
-    else if (!strcmp(a, "--n-head")) c->n_head = (int)d;
-    else if (!strcmp(a, "--n-ff")) c->n_ff = (int)d;
-    else if (!strcmp(a, "--ctx")) c->n_ctx = (int)d;
-    else if (!strcmp(a, "--vocab")) c->n_vocab = (int)d;
-    else if (!strcmp(a, "--rope-base")) c->rope_base = (float)d;
-    else if (!strcmp(a, "--norm-eps")) c->norm_eps = (float)d;
-    else if (!strcmp(a, "--batch")) o->B = (int)d;
-    else if (!strcmp(a, "--seq")) o->T = (int)d;
-    else if (!strcmp(a, "--steps")) o->max_steps = (int64_t)d;
-    else if (!strcmp(a, "--lr")) o->lr = (float)d;
-    else if (!strcmp(a, "--lr-min")) o->lr_min = (float)d;
-    else if (!strcmp(a, "--warmup")) o->warmup = (int64_t)d;
-    else if (!strcmp(a, "--wd")) o->weight_decay = (float)d;
-    else if (!strcmp(a, "--clip")) o->clip = (float)d;
-    else if (!strcmp(a, "--seed")) o->seed = (uint64_t)d;
-    else if (!strcmp(a, "--eval-every")) o->eval_every = (int)d;
-    else if (!strcmp(a, "--eval-batches")) o->eval_batches = (int)d;
-    else if (!strcmp(a, "--patience")) o->patience = (int)d;
-    else if (!strcmp(a, "--ckpt-minutes")) o->ckpt_seconds = 60 * d;
-    else if (!strcmp(a, "--time-limit")) o->time_limit = 60 * d;
-    else if (!strcmp(a, "--stop-at")) o->stop_at = (int64_t)d;
-    else if (!strcmp(a, "-t")) *threads = (int)d;
-    return 1;
+void train_cli_finish(train_cli *t) {
+    if (!t->lr_min_given) t->o.lr_min = t->o.lr / 10;
+    t->o.ckpt_seconds = 60 * t->ckpt_minutes;
+    t->o.time_limit = 60 * t->time_limit_minutes;
+    if (t->f16) t->o.out_type = DUET_TYPE_F16;
 }
 
 int cmd_train(int argc, char **argv) {
-    duet_train_opts o;
-    duet_train_opts_default(&o);
-    o.lr_min = -1;
-    o.T = 0;
-    duet_tconfig c = {0, 256, 128, 4, 4, 352, 0, 10000.0f, 1e-5f};
-    const char *init = NULL, *train_path = NULL, *valid_path = NULL;
-    int threads = 1, json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
-        int r = duet_cli_train_common(argc, argv, &i, &o, &c, &init, &train_path, &valid_path, &threads, &json);
-        if (r < 0) return 2;
-        if (!r) { fprintf(stderr, "duet train: unknown option '%s'\n", argv[i]); return 2; }
-    }
-    if (!train_path || !o.out_path || !o.tok_path) {
-        fprintf(stderr, "duet train: need -f TRAIN.txt, --tok tok.gguf and -o OUT.gguf\n");
-        return 2;
-    }
-    if (o.lr_min < 0) o.lr_min = o.lr / 10;
-    if (o.B < 1 || o.max_steps < 1 || threads < 1 || threads > 256 || o.warmup < 0) {
-        fprintf(stderr, "duet train: bad --batch, --steps, --warmup or -t\n");
-        return 2;
-    }
+    train_cli t;
+    train_cli_defaults(&t);
+    duet_opt opts[TRAIN_CLI_MAX_ROWS + 1];
+    int n = train_cli_rows(opts, &t, "fine-tune this model instead of training the shape options' from scratch");
+    opts[n] = (duet_opt)DUET_OPT_END;
+    int prc = duet_opts_parse("train", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    train_cli_finish(&t);
+    duet_train_opts o = t.o;
+    duet_tconfig c = t.c;
+    const char *init = t.init, *train_path = t.train_path, *valid_path = t.valid_path;
+    const int threads = t.threads, json = t.json;
+    if (!train_path || !o.out_path || !o.tok_path)
+        return duet_opts_error("train", "need -f TRAIN.txt, --tok tok.gguf and -o OUT.gguf (duet train --help)");
     duet_err err = {0};
     duet_tokens tr = {0}, va = {0};
     if (duet_tokens_from_text(&tr, train_path, o.tok_path, &err) ||
