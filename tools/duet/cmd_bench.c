@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "duet/model.h"
 #include "duet/threadpool.h"
+#include "opts.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -89,32 +91,34 @@ static size_t weight_bytes_per_token(const duet_model *m) {
     return total;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: duet bench -m MODEL [-t N] [-p PREFILL] [-n DECODE] [-r RUNS] [--kv-type f16|f32] [--json]\n"
-               "  prefill PREFILL tokens (default 512) in one eval and decode DECODE tokens (default 128) one per\n"
-               "  eval, RUNS times each (default 5), and report the medians; decode also as %% of the bandwidth\n"
-               "  roofline (a buffer of the model's size read by the same threads).\n");
-}
+static const char usage_head[] =
+    "usage: duet bench -m MODEL [-t N] [-p PREFILL] [-n DECODE] [-r RUNS] [--kv-type f16|f32] [--json]\n"
+    "  prefill PREFILL tokens in one eval and decode DECODE tokens one per eval (each from position 0),\n"
+    "  RUNS times each, and report the medians; decode also as % of the bandwidth roofline (a buffer\n"
+    "  of the model's size read by the same threads). PREFILL and DECODE must fit the model's context.\n";
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
-    int threads = 0, n_prefill = 512, n_decode = 128, runs = 5, json = 0, kv_f32 = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(o, "--json")) json = 1;
-        else if (v && !strcmp(o, "-m")) path = argv[++i];
-        else if (v && !strcmp(o, "-t")) threads = atoi(argv[++i]);
-        else if (v && !strcmp(o, "-p")) n_prefill = atoi(argv[++i]);
-        else if (v && !strcmp(o, "-n")) n_decode = atoi(argv[++i]);
-        else if (v && !strcmp(o, "-r")) runs = atoi(argv[++i]);
-        else if (v && !strcmp(o, "--kv-type")) kv_f32 = !strcmp(argv[++i], "f32");
-        else { fprintf(stderr, "duet bench: unknown option or missing value '%s'\n", o); usage(stderr); return 2; }
-    }
-    if (!path || n_prefill < 1 || n_decode < 1 || runs < 1 || runs > 16) {
-        fprintf(stderr, "duet bench: need -m MODEL; -p, -n >= 1 and -r in 1..16\n");
-        return 2;
-    }
+    int threads = duet_cli_default_threads(), n_prefill = 512, n_decode = 128, runs = 5, json = 0, kv_f32 = 0;
+    int prefill_given = 0, decode_given = 0;
+    static const char *const kv_types[] = {"f16", "f32", NULL};
+    const duet_opt opts[] = {
+        DUET_OPT_STR("model", 'm', &path, "PATH", "GGUF model (required)"),
+        DUET_OPT_THREADS(&threads),
+        {.name = "prefill", .short_name = 'p', .type = DUET_OPTT_INT, .dest = &n_prefill, .min = 1, .max = INT_MAX,
+         .given = &prefill_given, .arg = "N", .help = "prompt tokens in one eval (default 512, or the context if less)"},
+        {.name = "decode", .short_name = 'n', .type = DUET_OPTT_INT, .dest = &n_decode, .min = 1, .max = INT_MAX,
+         .given = &decode_given, .arg = "N", .help = "tokens decoded one per eval (default 128, or the context if less)"},
+        DUET_OPT_INT("runs", 'r', &runs, 1, 16, "N", "runs of each, 1..16 (default 5)"),
+        DUET_OPT_CHOICE("kv-type", 0, &kv_f32, kv_types, "KV cache element type (default f16)"),
+        DUET_OPT_FLAG("json", 0, &json, "print one JSON object"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("bench", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!path) return duet_opts_error("bench", "-m MODEL is required (duet bench --help)");
+    /* progress overwrites itself on a terminal; in a log, one line per run */
+    const int tty = isatty(fileno(stderr));
     duet_err err = {0};
     duet_model *m = NULL;
     duet_seq *s = NULL;
@@ -125,6 +129,17 @@ int cmd_bench(int argc, char **argv) {
     float *logits = NULL;
     int status = 1;
     if (duet_model_load(&m, path, &mp, &err) < 0) goto fail;
+    /* Both runs start at position 0, so each must fit the context on its own;
+     * the defaults shrink to it, explicit values beyond it are a usage error. */
+    const int ctx_train = duet_model_hparams(m)->n_ctx_train;
+    if (!prefill_given && n_prefill > ctx_train) n_prefill = ctx_train;
+    if (!decode_given && n_decode > ctx_train) n_decode = ctx_train;
+    if (n_prefill > ctx_train || n_decode > ctx_train) {
+        status = duet_opts_error("bench", "%s %d exceeds the context of %s (%d tokens)",
+                                 n_prefill > ctx_train ? "-p" : "-n", n_prefill > ctx_train ? n_prefill : n_decode,
+                                 path, ctx_train);
+        goto done;
+    }
     int n_ctx = n_prefill > n_decode ? n_prefill : n_decode;
     if (duet_seq_new(&s, m, n_ctx, &err) < 0) goto fail;
     int nv = duet_model_n_vocab(m);
@@ -145,9 +160,9 @@ int cmd_bench(int argc, char **argv) {
             if (duet_eval(s, &tok[i], 1, logits, 1, &err) < 0) goto fail;
         double td = now_s() - t0;
         if (r >= 0) pre[r] = n_prefill / tp, dec[r] = n_decode / td;
-        if (!json) fprintf(stderr, "\rduet bench: run %d/%d", r + 2, runs + 1);
+        if (!json) fprintf(stderr, tty ? "\rduet bench: run %d/%d" : "duet bench: run %d/%d\n", r + 2, runs + 1);
     }
-    if (!json) fprintf(stderr, "\n");
+    if (!json && tty) fprintf(stderr, "\n");
     double pp = median(pre, runs), tg = median(dec, runs);
     size_t wbytes = weight_bytes_per_token(m);
     double bw = measure_bandwidth(duet_model_pool(m), wbytes, 5);

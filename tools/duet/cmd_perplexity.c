@@ -6,26 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "duet/model.h"
 #include "duet/threadpool.h"
 #include "duet/train.h"
+#include "opts.h"
 
 #define MAX_MODELS 16
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duet perplexity -m MODEL.gguf [-m MODEL2.gguf ...] -f TEXT [--ctx N] [--ref REF.gguf]\n"
-            "                       [-t THREADS] [--json]\n"
-            "  The text is split into stories (blank-line paragraphs; see docs/distillation.md),\n"
-            "  tokenized with the first model's vocabulary with <|endoftext|> (eos) after each story.\n"
-            "  Windows of N tokens (default: the first model's context) advance by N/2; each token\n"
-            "  is scored once, with at least N/2 tokens of context after the first window.\n"
-            "  --ref REF.gguf  also compare every model with a reference model (same vocabulary) at\n"
-            "                  every scored position: top-1 agreement and mean acceptance\n"
-            "                  1 - TV(p_ref, p_model). The reference is evaluated once for all models.\n"
-            "  --json prints one object; with several models (or --ref) it holds a \"models\" array.\n");
-}
+static const char usage_head[] =
+    "usage: duet perplexity -m MODEL.gguf [-m MODEL2.gguf ...] -f TEXT [--ctx N] [--ref REF.gguf]\n"
+    "                       [-t THREADS] [--json]\n"
+    "  The text is split into stories (blank-line paragraphs; see docs/distillation.md),\n"
+    "  tokenized with the first model's vocabulary with <|endoftext|> (eos) after each story.\n"
+    "  Windows of N tokens (default: the first model's context) advance by N/2; each token\n"
+    "  is scored once, with at least N/2 tokens of context after the first window.\n"
+    "  --ref compares every model with a reference model (same vocabulary) at every scored\n"
+    "  position: top-1 agreement and mean acceptance 1 - TV(p_ref, p_model); the reference is\n"
+    "  evaluated once for all models. --json prints one object; with several models (or --ref)\n"
+    "  it holds a \"models\" array.\n";
 
 typedef struct {
     const char *path;
@@ -48,36 +48,39 @@ static double row_lse(const float *z, int V, int *top) {
 int cmd_perplexity(int argc, char **argv) {
     scored_model ms[MAX_MODELS + 1];
     memset(ms, 0, sizeof ms);
-    int n_models = 0, ctx = 0, threads = 1, json = 0;
+    int ctx = 0, threads = duet_cli_default_threads(), json = 0;
     const char *text_path = NULL, *ref_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (i + 1 >= argc) { fprintf(stderr, "duet perplexity: %s needs a value\n", a); return 2; }
-        const char *v = argv[++i];
-        char *end = NULL;
-        if (!strcmp(a, "-m")) {
-            if (n_models == MAX_MODELS) { fprintf(stderr, "duet perplexity: at most %d models\n", MAX_MODELS); return 2; }
-            ms[n_models++].path = v;
-        } else if (!strcmp(a, "-f")) text_path = v;
-        else if (!strcmp(a, "--ref")) ref_path = v;
-        else if (!strcmp(a, "--ctx")) ctx = (int)strtol(v, &end, 10);
-        else if (!strcmp(a, "-t")) threads = (int)strtol(v, &end, 10);
-        else { fprintf(stderr, "duet perplexity: unknown option '%s'\n", a); return 2; }
-        if (end && *end) { fprintf(stderr, "duet perplexity: bad number '%s' for %s\n", v, a); return 2; }
-    }
-    if (!n_models || !text_path || ctx < 0 || ctx == 1 || threads < 1 || threads > 256) {
-        fprintf(stderr, "duet perplexity: need -m MODEL and -f TEXT (--ctx >= 2, -t >= 1)\n");
-        return 2;
-    }
+    const char *model_paths[MAX_MODELS];
+    duet_opt_list models = {model_paths, 0, MAX_MODELS};
+    const duet_opt opts[] = {
+        DUET_OPT_LIST("model", 'm', &models, "PATH", "a model to score (repeat for several, up to 16)"),
+        DUET_OPT_STR("file", 'f', &text_path, "TEXT", "the text file (required)"),
+        DUET_OPT_INT("ctx", 'c', &ctx, 2, 1 << 20, "N", "window length, >= 2 (default: the first model's context)"),
+        DUET_OPT_STR("ref", 0, &ref_path, "REF.gguf", "also compare every model with this reference model"),
+        DUET_OPT_THREADS(&threads),
+        DUET_OPT_FLAG("json", 0, &json, "print one JSON object"),
+        DUET_OPT_END,
+    };
+    int prc = duet_opts_parse("perplexity", opts, argc, argv, usage_head);
+    if (prc) return prc == 1 ? 0 : prc;
+    if (!models.n || !text_path)
+        return duet_opts_error("perplexity", "need -m MODEL and -f TEXT (duet perplexity --help)");
+    int n_models = models.n;
+    for (int k = 0; k < n_models; k++) ms[k].path = model_paths[k];
     int n_all = n_models + (ref_path != NULL); /* the reference, if any, is ms[n_models] */
     if (ref_path) ms[n_models].path = ref_path;
     duet_err err = {0};
     duet_tokens toks = {0};
-    duet_pool *pool = threads > 1 ? duet_pool_new(threads) : NULL;
+    /* One pool of exactly -t threads shared by every model. (A NULL pool for
+     * -t 1 would make each model start its own pool of one thread per CPU.) */
+    duet_pool *pool = duet_pool_new(threads);
     duet_model_params mp = duet_model_default_params();
     mp.pool = pool;
+    mp.n_threads = threads;
+    if (!pool) {
+        fprintf(stderr, "duet perplexity: cannot start %d threads\n", threads);
+        return 1;
+    }
     int rc = 0, V = 0;
     for (int k = 0; !rc && k < n_all; k++) {
         rc = duet_model_load(&ms[k].m, ms[k].path, &mp, &err);
@@ -97,6 +100,9 @@ int cmd_perplexity(int argc, char **argv) {
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* progress overwrites itself on a terminal; in a log, a line every 10 s at most */
+    const int tty = isatty(fileno(stderr));
+    double last_line = 0;
     int64_t scored = 0;
     const int half = ctx / 2;
     scored_model *ref = ref_path ? &ms[n_models] : NULL;
@@ -132,14 +138,24 @@ int cmd_perplexity(int argc, char **argv) {
             }
             scored++;
         }
-        if (!json) fprintf(stderr, "\rperplexity: %lld/%lld tokens, loss %.4f", (long long)scored,
-                           (long long)toks.n - 1, ms[0].sum / scored);
+        if (!json && tty) {
+            fprintf(stderr, "\rperplexity: %lld/%lld tokens, loss %.4f", (long long)scored, (long long)toks.n - 1,
+                    ms[0].sum / scored);
+        } else if (!json) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double el = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            if (el - last_line >= 10) {
+                fprintf(stderr, "perplexity: %lld/%lld tokens, loss %.4f\n", (long long)scored,
+                        (long long)toks.n - 1, ms[0].sum / scored);
+                last_line = el;
+            }
+        }
         if (start + n >= toks.n) break;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc) {
-        fprintf(stderr, "%sduet perplexity: %s\n", json ? "" : "\n", err.msg);
+        fprintf(stderr, "%sduet perplexity: %s\n", json || !tty ? "" : "\n", err.msg);
     } else if (json) {
         int several = n_models > 1 || ref;
         if (several)
@@ -161,7 +177,8 @@ int cmd_perplexity(int argc, char **argv) {
         }
         printf(several ? "]}\n" : "\n");
     } else {
-        fprintf(stderr, "\rperplexity: %lld tokens scored (ctx %d, %.1f s)              \n", (long long)scored, ctx, secs);
+        fprintf(stderr, "%sperplexity: %lld tokens scored (ctx %d, %.1f s)%s\n", tty ? "\r" : "", (long long)scored,
+                ctx, secs, tty ? "              " : "");
         for (int k = 0; k < n_models; k++) {
             fprintf(stderr, "  %s: loss %.4f, perplexity %.3f", ms[k].path, ms[k].sum / scored, exp(ms[k].sum / scored));
             if (ref) fprintf(stderr, "; vs %s: top-1 agreement %.4f, acceptance 1-TV %.4f", ref->path,
