@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "duet/gguf.h"
 #include "duet/quant.h"
@@ -138,6 +139,12 @@ int duet_train_run(duet_tmodel **mp, duet_tmodel *teacher, const duet_tokens *tr
     const double flop_step = 3.0 * duet_tconfig_flops_per_token(&m->cfg, T) * B * T;
     const double t_start = now_s(), sec_before = st.seconds;
     double t_ckpt = t_start, t_print = 0, run_tokens = 0;
+    /* On a terminal the progress bar rewrites itself (\r) every second and the
+     * other messages start on a fresh line; in a log file or pipe, a plain
+     * progress line every 30 s (and at the last step). */
+    const int tty = o->log && isatty(fileno(o->log));
+    const char *nl = tty ? "\n" : "";
+    const double print_every = tty ? 1.0 : 30.0;
     int rc = 0;
     int64_t first_step = st.step;
     while (st.step < o->max_steps) {
@@ -193,14 +200,14 @@ int duet_train_run(duet_tmodel **mp, duet_tmodel *teacher, const duet_tokens *tr
                 st.bad_evals++;
             }
             if (o->log)
-                fprintf(o->log, "\nstep %lld: train %.4f  valid %.4f (ppl %.2f)%s\n", (long long)st.step, st.ema, vl,
-                        exp(vl), st.bad_evals ? "" : "  * best, saved");
+                fprintf(o->log, "%sstep %lld: train %.4f  valid %.4f (ppl %.2f)%s\n", nl, (long long)st.step, st.ema,
+                        vl, exp(vl), st.bad_evals ? "" : "  * best, saved");
         }
         if (csv && (eval_now || st.step % 10 == 0)) {
             fprintf(csv, "%lld,%.0f,%.5f,%.5f,%.6g\n", (long long)st.step, st.tokens, st.ema, vl, lr);
             fflush(csv);
         }
-        if (o->log && (t - t_print > 1.0 || st.step == o->max_steps)) {
+        if (o->log && (t - t_print > print_every || st.step == o->max_steps)) {
             t_print = t;
             double tps = run_tokens / el;
             char eta[32], elapsed[32];
@@ -210,9 +217,9 @@ int duet_train_run(duet_tmodel **mp, duet_tmodel *teacher, const duet_tokens *tr
             char bar[32];
             for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
             bar[w] = 0;
-            fprintf(o->log, "\r[%s] %lld/%lld loss %.4f lr %.2e | %.0f tok/s %.1f GFLOP/s | %s ETA %s   ", bar,
-                    (long long)st.step, (long long)o->max_steps, st.ema, lr, tps,
-                    flop_step * (double)(st.step - first_step) / el * 1e-9, elapsed, eta);
+            fprintf(o->log, "%s[%s] %lld/%lld loss %.4f lr %.2e | %.0f tok/s %.1f GFLOP/s | %s ETA %s%s", tty ? "\r" : "",
+                    bar, (long long)st.step, (long long)o->max_steps, st.ema, lr, tps,
+                    flop_step * (double)(st.step - first_step) / el * 1e-9, elapsed, eta, tty ? "   " : "\n");
             fflush(o->log);
         }
         int stop = o->patience > 0 && st.bad_evals >= o->patience;
@@ -225,10 +232,10 @@ int duet_train_run(duet_tmodel **mp, duet_tmodel *teacher, const duet_tokens *tr
             if (rc) break;
             t_ckpt = t;
         }
-        if (stop) { res->stopped_early = 1; if (o->log) fprintf(o->log, "\nearly stop: no improvement in %d validations\n", o->patience); break; }
-        if (out_of_time) { if (o->log) fprintf(o->log, "\nstopped at step %lld by --time-limit/--stop-at (continue with --resume)\n", (long long)st.step); break; }
+        if (stop) { res->stopped_early = 1; if (o->log) fprintf(o->log, "%searly stop: no improvement in %d validations\n", nl, o->patience); break; }
+        if (out_of_time) { if (o->log) fprintf(o->log, "%sstopped at step %lld by --time-limit/--stop-at (continue with --resume)\n", nl, (long long)st.step); break; }
     }
-    if (o->log) fprintf(o->log, "\n");
+    if (tty) fprintf(o->log, "\n");
     if (csv) fclose(csv);
     if (!rc && (!valid || valid->n <= T + 1)) rc = duet_tmodel_save_gguf(m, o->out_path, o->out_type, tok, o->name, err);
     if (!rc) plot(o->out_path, o->log);
