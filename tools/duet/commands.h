@@ -16,7 +16,8 @@
     X(perplexity, "mean loss and perplexity of a model over a text file")             \
     X(tokenizer_train, "train a byte-level BPE tokenizer (duet tokenizer-train)")     \
     X(train, "train a llama model from scratch or fine-tune one")                     \
-    X(distill, "distill a student from a teacher model")
+    X(distill, "distill a student from a teacher model")                              \
+    X(serve, "OpenAI-compatible server with collaboration profiles and a playground")
 
 #define DUET_DECLARE_CMD(name, help) int cmd_##name(int argc, char **argv) __attribute__((weak));
 DUET_COMMANDS(DUET_DECLARE_CMD)

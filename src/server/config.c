@@ -1,0 +1,261 @@
+/* The server's models and profiles: from the simple flags (-m, --draft) or a
+ * JSON config file (docs/server.md), and the resolution of the `model` field
+ * of a request to a profile, parameters in the name included
+ * ("duet-spec-k4": the duet-spec profile with a fixed draft length of 4). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duet/model.h"
+#include "server/server.h"
+
+void srv_config_defaults(srv_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = 8080;
+    c->threads = 0;
+    c->slots = 4;
+    c->ctx = 0;
+    c->queue = 64;
+    c->time_limit_s = 600;
+    c->body_limit = 1 << 20;
+}
+
+static int add_model(srv_config *c, const char *name, const char *path, duet_err *err) {
+    if (c->n_models == SRV_MAX_MODELS) return duet_err_set(err, DUET_ERANGE, "config: more than %d models", SRV_MAX_MODELS);
+    for (int i = 0; i < c->n_models; i++)
+        if (!strcmp(c->models[i].name, name)) return duet_err_set(err, DUET_EINVAL, "config: model '%s' named twice", name);
+    if (strlen(name) >= sizeof c->models[0].name || strlen(path) >= sizeof c->models[0].path)
+        return duet_err_set(err, DUET_ERANGE, "config: model name or path too long ('%.40s')", name);
+    srv_model *m = &c->models[c->n_models++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    return c->n_models - 1;
+}
+
+static int find_model(const srv_config *c, const char *name) {
+    for (int i = 0; i < c->n_models; i++)
+        if (!strcmp(c->models[i].name, name)) return i;
+    return -1;
+}
+
+static srv_profile *add_profile(srv_config *c, const char *name, srv_kind kind, duet_err *err) {
+    if (c->n_profiles == SRV_MAX_PROFILES) {
+        duet_err_set(err, DUET_ERANGE, "config: more than %d profiles", SRV_MAX_PROFILES);
+        return NULL;
+    }
+    if (!name[0] || strlen(name) >= sizeof c->profiles[0].name) {
+        duet_err_set(err, DUET_EINVAL, "config: profile name '%.40s' is empty or too long", name);
+        return NULL;
+    }
+    for (int i = 0; i < c->n_profiles; i++)
+        if (!strcmp(c->profiles[i].name, name)) {
+            duet_err_set(err, DUET_EINVAL, "config: profile '%s' defined twice", name);
+            return NULL;
+        }
+    srv_profile *p = &c->profiles[c->n_profiles++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->kind = kind;
+    p->draft = -1;
+    p->spec = duet_spec_default_params();
+    return p;
+}
+
+int srv_config_simple(srv_config *c, const char *llm, const char *draft, duet_err *err) {
+    int rc;
+    if (!llm) return duet_err_set(err, DUET_EINVAL, "serve: need -m MODEL or --config FILE");
+    if ((rc = add_model(c, "llm", llm, err)) < 0) return rc;
+    srv_profile *p = add_profile(c, "llm", SRV_PLAIN, err);
+    p->model = 0;
+    if (draft) {
+        if ((rc = add_model(c, "slm", draft, err)) < 0) return rc;
+        p = add_profile(c, "slm", SRV_PLAIN, err);
+        p->model = 1;
+        p = add_profile(c, "duet-spec", SRV_SPEC, err);
+        p->model = 0, p->draft = 1, p->parametric = 1;
+        p->spec.use_model = 1, p->spec.use_ngram = 0;
+    }
+    p = add_profile(c, "duet-spec-ngram", SRV_SPEC, err);
+    p->model = 0, p->parametric = 1;
+    p->spec.use_model = 0, p->spec.use_ngram = 1;
+    return 0;
+}
+
+/* ---- the JSON file -------------------------------------------------------------- */
+
+static int get_int(const cJSON *o, const char *key, int lo, int hi, int *out, const char *where, duet_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint < lo || v->valueint > hi)
+        return duet_err_set(err, DUET_EINVAL, "config: %s%s must be an integer in [%d, %d]", where, key, lo, hi);
+    *out = v->valueint;
+    return 0;
+}
+
+static int get_str(const cJSON *o, const char *key, char *out, size_t cap, const char *where, duet_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap)
+        return duet_err_set(err, DUET_EINVAL, "config: %s%s must be a string (at most %zu bytes)", where, key, cap - 1);
+    snprintf(out, cap, "%s", v->valuestring);
+    return 0;
+}
+
+static int get_bool(const cJSON *o, const char *key, int *out, const char *where, duet_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v)) return duet_err_set(err, DUET_EINVAL, "config: %s%s must be true or false", where, key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
+    char where[96], name[64] = "", strategy[32] = "plain", model[64] = "", draft[64] = "";
+    snprintf(where, sizeof where, "profiles[%d].", idx);
+    if (!cJSON_IsObject(o)) return duet_err_set(err, DUET_EINVAL, "config: profiles[%d] must be an object", idx);
+    int rc;
+    if ((rc = get_str(o, "name", name, sizeof name, where, err)) || (rc = get_str(o, "strategy", strategy, sizeof strategy, where, err)) ||
+        (rc = get_str(o, "model", model, sizeof model, where, err)) || (rc = get_str(o, "draft", draft, sizeof draft, where, err)))
+        return rc;
+    if (!name[0]) return duet_err_set(err, DUET_EINVAL, "config: %sname is missing", where);
+    srv_kind kind;
+    if (!strcmp(strategy, "plain")) kind = SRV_PLAIN;
+    else if (!strcmp(strategy, "speculative")) kind = SRV_SPEC;
+    else return duet_err_set(err, DUET_EINVAL, "config: %sstrategy '%s' is not plain or speculative", where, strategy);
+    srv_profile *p = add_profile(c, name, kind, err);
+    if (!p) return DUET_EINVAL;
+    if (!model[0] && c->n_models) snprintf(model, sizeof model, "%s", c->models[0].name);
+    if ((p->model = find_model(c, model)) < 0)
+        return duet_err_set(err, DUET_ENOTFOUND, "config: %smodel '%s' is not among the models", where, model);
+    if (kind == SRV_PLAIN) return 0;
+    int ngram = 0, adaptive = 1;
+    if ((rc = get_bool(o, "ngram", &ngram, where, err)) || (rc = get_bool(o, "adaptive", &adaptive, where, err)) ||
+        (rc = get_int(o, "draft_max", 0, DUET_SPEC_KMAX, &p->spec.draft_max, where, err)))
+        return rc;
+    p->spec.use_ngram = ngram;
+    p->spec.adaptive = adaptive;
+    p->spec.use_model = draft[0] != 0;
+    p->parametric = 1;
+    if (draft[0] && (p->draft = find_model(c, draft)) < 0)
+        return duet_err_set(err, DUET_ENOTFOUND, "config: %sdraft '%s' is not among the models", where, draft);
+    return duet_spec_params_check(&p->spec, err) < 0 ? (duet_err_prefix(err, "config: %s", where), DUET_EINVAL) : 0;
+}
+
+int srv_config_load_json(srv_config *c, const char *path, duet_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return duet_err_set(err, DUET_EIO, "config: cannot open %s", path);
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int big = !feof(f);
+    fclose(f);
+    if (big) return duet_err_set(err, DUET_ERANGE, "config: %s is larger than 64 KiB", path);
+    buf[n] = 0;
+    cJSON *root = cJSON_ParseWithLength(buf, n);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return duet_err_set(err, DUET_EFORMAT, "config: %s is not a JSON object", path);
+    }
+    int rc = 0;
+    if ((rc = get_str(root, "host", c->host, sizeof c->host, "", err)) || (rc = get_int(root, "port", 0, 65535, &c->port, "", err)) ||
+        (rc = get_int(root, "threads", 1, 1024, &c->threads, "", err)) || (rc = get_int(root, "slots", 1, 256, &c->slots, "", err)) ||
+        (rc = get_int(root, "ctx", 0, 1 << 20, &c->ctx, "", err)) || (rc = get_int(root, "queue", 0, 1 << 16, &c->queue, "", err)) ||
+        (rc = get_str(root, "api_key", c->api_key, sizeof c->api_key, "", err)))
+        goto done;
+    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(root, "time_limit_s");
+    if (tl && (!cJSON_IsNumber(tl) || tl->valuedouble <= 0)) {
+        rc = duet_err_set(err, DUET_EINVAL, "config: time_limit_s must be a positive number");
+        goto done;
+    }
+    if (tl) c->time_limit_s = tl->valuedouble;
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
+    if (!cJSON_IsObject(models) || !models->child) {
+        rc = duet_err_set(err, DUET_EINVAL, "config: \"models\" must be an object of name: {\"path\": ...}");
+        goto done;
+    }
+    for (const cJSON *m = models->child; m; m = m->next) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(m, "path");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(p)) {
+            rc = duet_err_set(err, DUET_EINVAL, "config: models.%s needs a \"path\" string", m->string);
+            goto done;
+        }
+        if ((rc = add_model(c, m->string, p->valuestring, err)) < 0) goto done;
+    }
+    const cJSON *profiles = cJSON_GetObjectItemCaseSensitive(root, "profiles");
+    if (!cJSON_IsArray(profiles) || !profiles->child) {
+        rc = duet_err_set(err, DUET_EINVAL, "config: \"profiles\" must be a non-empty array");
+        goto done;
+    }
+    int i = 0;
+    for (const cJSON *p = profiles->child; p; p = p->next, i++)
+        if ((rc = load_profile(c, p, i, err)) < 0) goto done;
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    if (rc < 0) duet_err_prefix(err, "%s", path);
+    return rc < 0 ? rc : 0;
+}
+
+int srv_config_load_models(srv_config *c, duet_err *err) {
+    duet_model_params mp = duet_model_default_params();
+    mp.n_threads = c->threads;
+    for (int i = 0; i < c->n_models; i++) {
+        srv_model *m = &c->models[i];
+        if (i > 0) mp.pool = duet_model_pool(c->models[0].model); /* one pool: passes run one after another */
+        int rc = duet_model_load(&m->model, m->path, &mp, err);
+        if (rc < 0) return rc;
+        if ((rc = duet_vocab_load(&m->vocab, duet_model_gguf(m->model), err)) < 0) {
+            duet_err_prefix(err, "%s", m->path);
+            return rc;
+        }
+        if (i > 0 && (rc = duet_vocab_check_compatible(c->models[0].vocab, m->vocab, err)) < 0) {
+            duet_err_prefix(err, "model '%s' cannot work with '%s'", m->name, c->models[0].name);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void srv_config_free(srv_config *c) {
+    for (int i = c->n_models - 1; i >= 0; i--) {
+        duet_vocab_free(c->models[i].vocab);
+        duet_model_free(c->models[i].model);
+        c->models[i].vocab = NULL, c->models[i].model = NULL;
+    }
+}
+
+int srv_profile_resolve(const srv_config *c, const char *name, srv_profile *out) {
+    for (int i = 0; i < c->n_profiles; i++)
+        if (!strcmp(c->profiles[i].name, name)) {
+            *out = c->profiles[i];
+            return i;
+        }
+    /* "<profile>-k<N>": a speculative profile with a fixed draft length N */
+    const char *dash = strrchr(name, '-');
+    if (!dash || dash[1] != 'k' || !dash[2]) return -1;
+    char *end;
+    long k = strtol(dash + 2, &end, 10);
+    if (*end || k < 1 || k > DUET_SPEC_KMAX || dash[2] == '0' || dash[2] == '+') return -1;
+    for (int i = 0; i < c->n_profiles; i++) {
+        const srv_profile *p = &c->profiles[i];
+        if (!p->parametric || strlen(p->name) != (size_t)(dash - name) || strncmp(p->name, name, (size_t)(dash - name)))
+            continue;
+        *out = *p;
+        snprintf(out->name, sizeof out->name, "%s", name);
+        out->spec.draft_max = (int)k;
+        out->spec.adaptive = 0;
+        return i;
+    }
+    return -1;
+}
+
+void srv_profile_list(const srv_config *c, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < c->n_profiles && n < cap; i++) {
+            if (pass == 1 && !c->profiles[i].parametric) continue;
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s%s", n ? ", " : "", c->profiles[i].name, pass ? "-k<N>" : "");
+        }
+}

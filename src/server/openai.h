@@ -1,0 +1,71 @@
+/* internal: not part of the public API; may change.
+ *
+ * The OpenAI request and response shapes: parsing and validating a
+ * completion or chat request (every error names its field), and building the
+ * JSON of responses, stream chunks and errors. */
+#ifndef DUET_SERVER_OPENAI_H
+#define DUET_SERVER_OPENAI_H
+
+#include <stddef.h>
+
+#include "server/server.h"
+
+typedef struct srv_req {
+    int chat;                       /* /v1/chat/completions */
+    int prof_index;
+    srv_profile prof;
+    int n_prompts;                  /* prompts (completions: a string array gives several) */
+    int32_t *prompt[SRV_MAX_CHOICES];
+    int n_prompt[SRV_MAX_CHOICES];
+    char *prompt_text[SRV_MAX_CHOICES]; /* for echo */
+    int n;                          /* choices per prompt */
+    int max_tokens;
+    duet_sampler_params sp;
+    int seed_given;
+    char *stop[SRV_MAX_STOP];
+    int n_stop;
+    int stream, include_usage, echo, ignore_eos;
+    int logprobs;                   /* -1: none; else top alternatives per token (0..20) */
+} srv_req;
+
+/* An error for the client: HTTP status, message, and the field at fault ("" if none). */
+typedef struct srv_error {
+    int status;
+    char message[512];
+    char param[64];
+} srv_error;
+
+/* 0, or -1 with e filled (400 bad field, 404 unknown model, ...). */
+int srv_parse_request(const srv_config *c, int chat, const char *body, size_t len, srv_req *r, srv_error *e);
+void srv_req_free(srv_req *r);
+/* The context a profile's requests get (slots' sequences of its model). */
+int srv_profile_ctx(const srv_config *c, const srv_profile *p);
+
+/* 1 if s[0..n) is valid UTF-8. */
+int srv_utf8_valid(const char *s, size_t n);
+
+/* {"error": {"message", "type", "param", "code"}} (malloc'd). */
+char *srv_error_json(const srv_error *e);
+
+/* Whole response of a finished request (malloc'd). jobs: (n_jobs) in choice order. */
+char *srv_response_json(const srv_config *c, const srv_req *r, srv_job *const *jobs, int n_jobs, const char *id,
+                        long created);
+
+/* Streaming: the state of one choice, and the next chunk(s) it can send. */
+typedef struct srv_stream_pos {
+    int tok_sent;      /* tokens already sent */
+    size_t text_sent;  /* bytes of text already sent */
+    int role_sent;     /* chat: the first delta carries the role */
+    int echo_sent;
+    int final_sent;    /* the chunk with finish_reason */
+} srv_stream_pos;
+
+/* Appends to *out (realloc'd; *len, *cap) the SSE events job j (choice
+ * `index`) can send now; returns 1 if anything was added. Caller holds j->mu. */
+int srv_stream_events(const srv_config *c, const srv_req *r, srv_job *j, int index, srv_stream_pos *pos,
+                      const char *id, long created, char **out, size_t *len, size_t *cap);
+/* The closing events: usage (if asked) with the accounting, then [DONE]. */
+void srv_stream_close(const srv_config *c, const srv_req *r, srv_job *const *jobs, int n_jobs, const char *id,
+                      long created, char **out, size_t *len, size_t *cap);
+
+#endif

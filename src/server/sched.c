@@ -1,0 +1,407 @@
+/* The scheduler: one thread that owns the models' sequences, takes queued
+ * jobs into free slots, and steps every active slot together through the
+ * strategy driver (continuous batching: a new request's prompt rides in the
+ * same step as the others' decode and verification blocks). Tokens go into
+ * each job's output under its lock; the HTTP threads wait on its condition. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "duet/lm_local.h"
+#include "server/server.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- jobs ---------------------------------------------------------------------- */
+
+srv_job *srv_job_new(void) {
+    srv_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->refs = 1;
+    j->top_logprobs = -1;
+    j->http_status = 200;
+    j->slot = -1;
+    return j;
+}
+
+void srv_job_release(srv_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left > 0) return;
+    for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    free(j->prompt), free(j->tok), free(j->text), free(j->prompt_lp), free(j->prompt_tok);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+/* The k most likely ids of a logit row, as log-probabilities (best first). */
+static void top_k(const float *row, int nv, int k, int32_t *id, float *lp) {
+    float mx = -INFINITY;
+    for (int v = 0; v < nv; v++) mx = row[v] > mx ? row[v] : mx;
+    double s = 0;
+    for (int v = 0; v < nv; v++) s += exp((double)row[v] - mx);
+    const double lz = mx + log(s);
+    int n = 0;
+    for (int v = 0; v < nv; v++) {
+        if (n == k && row[v] <= row[id[k - 1]]) continue;
+        int at = n < k ? n++ : k - 1;
+        while (at > 0 && row[v] > row[id[at - 1]]) id[at] = id[at - 1], at--;
+        id[at] = v;
+    }
+    for (int i = 0; i < n; i++) lp[i] = (float)(row[id[i]] - lz);
+}
+
+/* Appends bytes to the job's text (caller holds mu). */
+static int append_text(srv_job *j, const char *s, size_t n) {
+    if (j->text_len + n + 1 > j->cap_text) {
+        size_t cap = (j->text_len + n + 1) * 2 + 256;
+        char *t = realloc(j->text, cap);
+        if (!t) return -1;
+        j->text = t, j->cap_text = cap;
+    }
+    memcpy(j->text + j->text_len, s, n);
+    j->text_len += n;
+    j->text[j->text_len] = 0;
+    return 0;
+}
+
+/* Cuts the text at the first stop string; returns 1 if one was found. The
+ * bytes a stop string could still take back are not "safe" to send yet. */
+static int check_stops(srv_job *j, size_t from, int max_stop_len, int final) {
+    size_t cut = j->text_len;
+    for (int i = 0; i < j->n_stop; i++) {
+        const size_t L = strlen(j->stop[i]);
+        const size_t start = from >= L ? from - L + 1 : 0;
+        for (size_t p = start; p + L <= j->text_len && p < cut; p++)
+            if (!memcmp(j->text + p, j->stop[i], L)) {
+                cut = p;
+                break;
+            }
+    }
+    const int hit = cut < j->text_len;
+    if (hit) j->text_len = cut, j->text[cut] = 0;
+    size_t safe = j->text_len;
+    if (!hit && !final && max_stop_len > 1) safe = j->text_len >= (size_t)max_stop_len - 1 ? j->text_len - (max_stop_len - 1) : 0;
+    while (safe > 0 && safe < j->text_len && (j->text[safe] & 0xC0) == 0x80) safe--; /* never split a character */
+    if (safe > j->text_safe) j->text_safe = safe;
+    if (j->text_safe > j->text_len) j->text_safe = j->text_len;
+    return hit;
+}
+
+/* Every token a slot's strategy emits (scheduler thread). */
+static int on_token(void *user, const duet_token_out *t) {
+    srv_slot *sl = user;
+    srv_job *j = sl->job;
+    size_t n = 0; /* end-of-generation tokens are control tokens: they render as nothing */
+    const char *piece = duet_detok_stream_push(sl->detok, t->id, &n);
+    pthread_mutex_lock(&j->mu);
+    int stop = j->cancelled;
+    if (j->n_tok == j->cap_tok) {
+        int cap = j->cap_tok ? j->cap_tok * 2 : 64;
+        srv_token *tk = realloc(j->tok, sizeof *tk * (size_t)cap);
+        if (!tk) stop = 1;
+        else j->tok = tk, j->cap_tok = cap;
+    }
+    if (j->n_tok < j->cap_tok) {
+        srv_token *tk = &j->tok[j->n_tok++];
+        memset(tk, 0, sizeof *tk);
+        tk->id = t->id;
+        tk->origin = (uint8_t)t->origin;
+        tk->logprob = t->logprob;
+        if (j->top_logprobs > 0 && t->logits) {
+            tk->n_top = j->top_logprobs < t->n_vocab ? j->top_logprobs : t->n_vocab;
+            top_k(t->logits, t->n_vocab, tk->n_top, tk->top_id, tk->top_lp);
+        }
+        const size_t before = j->text_len;
+        tk->text_off = (uint32_t)before;
+        if (piece && n && append_text(j, piece, n) < 0) stop = 1;
+        if (check_stops(j, before, sl->max_stop_len, 0)) {
+            stop = 1;
+            j->finish = "stop";
+        }
+        tk->text_len = (uint32_t)(j->text_len > before ? j->text_len - before : 0);
+    }
+    if (j->n_tok == 1) j->t_first = now_s();
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return stop;
+}
+
+/* ---- slots ------------------------------------------------------------------------ */
+
+static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_status, const char *error) {
+    srv_job *j = sl->job;
+    if (sl->strat) {
+        duet_driver_remove(s->driver, sl->strat);
+        duet_strategy_stats(sl->strat, &j->stats);
+    }
+    if (j->prompt_tok) { /* the scoring pass of echo + logprobs */
+        j->stats.target_tokens += j->n_prompt;
+        j->stats.target_evals++;
+    }
+    size_t n = 0;
+    const char *rest = sl->detok ? duet_detok_stream_flush(sl->detok, &n) : NULL;
+    pthread_mutex_lock(&j->mu);
+    const size_t before = j->text_len;
+    if (rest && n && !(j->finish && !strcmp(j->finish, "stop"))) append_text(j, rest, n);
+    if (check_stops(j, before, sl->max_stop_len, 1) && !j->finish) j->finish = "stop";
+    j->text_safe = j->text_len;
+    if (!j->finish || !strcmp(finish, "error")) j->finish = finish;
+    if (error) {
+        snprintf(j->error, sizeof j->error, "%s", error);
+        if (j->n_tok == 0) j->http_status = http_status;
+    }
+    j->t_end = now_s();
+    j->done = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    srv_metrics_job(s->metrics, s->cfg, j);
+    duet_strategy_free(sl->strat);
+    duet_sampler_free(sl->sampler);
+    sl->strat = NULL, sl->sampler = NULL, sl->job = NULL;
+    srv_job_release(j);
+}
+
+static int eog_list(const duet_vocab *v, int32_t **out) {
+    int n = 0, nv = duet_vocab_n(v);
+    for (int i = 0; i < nv; i++) n += duet_vocab_is_eog(v, i) != 0;
+    *out = malloc(sizeof **out * (size_t)(n ? n : 1));
+    if (!*out) return -1;
+    n = 0;
+    for (int i = 0; i < nv; i++)
+        if (duet_vocab_is_eog(v, i)) (*out)[n++] = i;
+    return n;
+}
+
+/* echo + logprobs: the prompt's own log-probabilities, one pass. */
+static int score_prompt(srv_slot *sl, srv_job *j, duet_err *err) {
+    duet_lm *lm = sl->lm[j->prof.model];
+    int rc = duet_lm_rollback(lm, 0, err);
+    if (rc < 0) return rc;
+    const int k = j->top_logprobs > 0 ? j->top_logprobs : 0;
+    float *lp = malloc(sizeof *lp * (size_t)j->n_prompt);
+    int32_t *tid = k ? malloc(sizeof *tid * (size_t)j->n_prompt * k) : NULL;
+    float *tlp = k ? malloc(sizeof *tlp * (size_t)j->n_prompt * k) : NULL;
+    srv_token *pt = calloc((size_t)j->n_prompt, sizeof *pt);
+    if (!lp || !pt || (k && (!tid || !tlp))) rc = duet_err_set(err, DUET_ENOMEM, "out of memory scoring the prompt");
+    if (rc >= 0) rc = duet_lm_score(lm, j->prompt, j->n_prompt, lp, k, tid, tlp, err);
+    if (rc >= 0) {
+        /* top alternatives at position i are those for the token after i: shift to "at token i" */
+        for (int i = 0; i < j->n_prompt; i++) {
+            pt[i].id = j->prompt[i];
+            pt[i].logprob = lp[i];
+            pt[i].n_top = i > 0 ? k : 0;
+            for (int t = 0; i > 0 && t < k; t++)
+                pt[i].top_id[t] = tid[(size_t)(i - 1) * k + t], pt[i].top_lp[t] = tlp[(size_t)(i - 1) * k + t];
+        }
+        pthread_mutex_lock(&j->mu);
+        j->prompt_lp = lp, lp = NULL;
+        j->prompt_tok = pt, pt = NULL;
+        pthread_mutex_unlock(&j->mu);
+    }
+    free(lp), free(tid), free(tlp), free(pt);
+    duet_lm_rollback(lm, 0, NULL);
+    return rc;
+}
+
+static void start_job(srv_sched *s, srv_slot *sl) {
+    srv_job *j = sl->job;
+    duet_err err = {0};
+    const srv_config *c = s->cfg;
+    srv_profile *master = &s->cfg->profiles[j->prof_index]; /* its adaptive estimates are kept across requests */
+    pthread_mutex_lock(&j->mu);
+    j->started = 1;
+    j->t_start = now_s();
+    const int cancelled = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    if (cancelled) return end_job(s, sl, "stop", 499, "the client went away");
+    sl->max_stop_len = 0;
+    for (int i = 0; i < j->n_stop; i++)
+        if ((int)strlen(j->stop[i]) > sl->max_stop_len) sl->max_stop_len = (int)strlen(j->stop[i]);
+    size_t dummy;
+    duet_detok_stream_flush(sl->detok, &dummy); /* a fresh stream for the new text */
+    if (j->score_prompt && score_prompt(sl, j, &err) < 0) return end_job(s, sl, "error", 500, err.msg);
+    if (j->max_tokens == 0) return end_job(s, sl, "length", 200, NULL);
+    if (duet_sampler_new_checked(&sl->sampler, &j->sp, c->models[j->prof.model].model ? duet_model_n_vocab(c->models[j->prof.model].model) : 0, &err) < 0)
+        return end_job(s, sl, "error", 400, err.msg);
+    int rc;
+    if (j->prof.kind == SRV_PLAIN) {
+        rc = duet_strategy_plain(&sl->strat, sl->lm[j->prof.model], sl->sampler, &err);
+    } else {
+        duet_spec_params p = j->prof.spec;
+        if (p.adaptive) p.learned_model = &master->learned_model, p.learned_ngram = &master->learned_ngram;
+        rc = duet_strategy_speculative(&sl->strat, sl->lm[j->prof.model], j->prof.draft >= 0 ? sl->lm[j->prof.draft] : NULL,
+                                       sl->sampler, &p, &err);
+    }
+    if (rc < 0) return end_job(s, sl, "error", rc == DUET_EINVAL ? 400 : 500, err.msg);
+    duet_request req = {.prompt = j->prompt, .n_prompt = j->n_prompt, .max_new = j->max_tokens,
+                        .stop_ids = j->ignore_eos ? NULL : s->eog, .n_stop_ids = j->ignore_eos ? 0 : s->n_eog,
+                        .emit = on_token, .user = sl, .want_logprob = j->top_logprobs >= 0};
+    if ((rc = duet_strategy_reset(sl->strat, &req, &err)) < 0) return end_job(s, sl, "error", rc == DUET_ERANGE ? 400 : 500, err.msg);
+    if (duet_strategy_done(sl->strat) != DUET_FINISH_NONE) return end_job(s, sl, duet_finish_name(duet_strategy_done(sl->strat)), 200, NULL);
+    if ((rc = duet_driver_add(s->driver, sl->strat, &err)) < 0) return end_job(s, sl, "error", 500, err.msg);
+}
+
+/* A slot whose strategy ended, whose client went away, or whose time is up. */
+static void check_slot(srv_sched *s, srv_slot *sl, double now) {
+    srv_job *j = sl->job;
+    pthread_mutex_lock(&j->mu);
+    const int cancelled = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    if (cancelled) return end_job(s, sl, "stop", 499, "the client went away");
+    const duet_finish f = duet_strategy_done(sl->strat);
+    if (f == DUET_FINISH_ERROR) return end_job(s, sl, "error", 500, sl->strat->err.msg);
+    if (f != DUET_FINISH_NONE) return end_job(s, sl, duet_finish_name(f), 200, NULL);
+    if (now - j->t_start > s->cfg->time_limit_s) return end_job(s, sl, "length", 200, "the request reached the server's time limit");
+}
+
+static void *sched_main(void *arg) {
+    srv_sched *s = arg;
+    const int n_slots = s->cfg->slots;
+    for (;;) {
+        int started[256], n_started = 0, busy = 0;
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < n_slots; i++) busy += s->slots[i].job != NULL;
+        while (!s->stop && s->q_len == 0 && busy == 0) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        for (int i = 0; i < n_slots && s->q_len > 0; i++) {
+            if (s->slots[i].job) continue;
+            s->slots[i].job = s->queue[s->q_head];
+            s->slots[i].job->slot = i;
+            s->q_head = (s->q_head + 1) % s->cfg->queue;
+            s->q_len--;
+            started[n_started++] = i;
+        }
+        pthread_mutex_lock(&s->metrics->mu);
+        s->metrics->queue_depth = s->q_len;
+        pthread_mutex_unlock(&s->metrics->mu);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < n_started; i++) start_job(s, &s->slots[started[i]]);
+        if (duet_driver_n_active(s->driver) > 0) {
+            duet_err err = {0};
+            duet_driver_step(s->driver, &err);
+        }
+        const double now = now_s();
+        int active = 0;
+        for (int i = 0; i < n_slots; i++)
+            if (s->slots[i].job) {
+                check_slot(s, &s->slots[i], now);
+                active += s->slots[i].job != NULL;
+            }
+        pthread_mutex_lock(&s->metrics->mu);
+        s->metrics->active = active;
+        pthread_mutex_unlock(&s->metrics->mu);
+    }
+    return NULL;
+}
+
+int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err) {
+    memset(s, 0, sizeof *s);
+    s->cfg = c, s->metrics = m;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (c->queue < 1) c->queue = 1;
+    s->queue = calloc((size_t)c->queue, sizeof *s->queue);
+    s->slots = calloc((size_t)c->slots, sizeof *s->slots);
+    if (!s->queue || !s->slots) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory for %d slots", c->slots);
+    int rc = duet_driver_new(&s->driver, err);
+    if (rc < 0) return rc;
+    if ((s->n_eog = eog_list(c->models[0].vocab, &s->eog)) < 0) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
+    for (int p = 0; p < c->n_profiles; p++) {
+        duet_spec_adapt_init(&c->profiles[p].learned_model, c->profiles[p].spec.draft_max);
+        duet_spec_adapt_init(&c->profiles[p].learned_ngram, c->profiles[p].spec.draft_max);
+    }
+    for (int i = 0; i < c->slots; i++) {
+        srv_slot *sl = &s->slots[i];
+        if (!(sl->detok = duet_detok_stream_new(c->models[0].vocab, 0))) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
+        for (int mi = 0; mi < c->n_models; mi++) {
+            const int train = duet_model_hparams(c->models[mi].model)->n_ctx_train;
+            int ctx = c->ctx > 0 ? c->ctx : train;
+            /* a draft works within its own trained context (it stops drafting past it) */
+            if (mi > 0 && train > 0 && train < ctx) ctx = train;
+            if ((rc = duet_lm_local_new(&sl->lm[mi], c->models[mi].model, ctx, c->models[mi].name, err)) < 0) {
+                duet_err_prefix(err, "serve: slot %d, model %s", i, c->models[mi].name);
+                return rc;
+            }
+            s->kv_bytes += duet_seq_kv_bytes(duet_lm_local_seq(sl->lm[mi]));
+        }
+    }
+    if (pthread_create(&s->thread, NULL, sched_main, s) != 0)
+        return duet_err_set(err, DUET_EIO, "serve: cannot start the scheduler thread");
+    return 0;
+}
+
+void srv_sched_stop(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->thread) pthread_join(s->thread, NULL);
+    for (int i = 0; s->slots && i < s->cfg->slots; i++) {
+        srv_slot *sl = &s->slots[i];
+        if (sl->job) end_job(s, sl, "error", 503, "the server is shutting down");
+        for (int m = 0; m < SRV_MAX_MODELS; m++) duet_lm_free(sl->lm[m]);
+        duet_detok_stream_free(sl->detok);
+    }
+    while (s->q_len > 0) {
+        srv_job *j = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->cfg->queue;
+        s->q_len--;
+        pthread_mutex_lock(&j->mu);
+        j->done = 1, j->finish = "error", j->http_status = 503;
+        snprintf(j->error, sizeof j->error, "the server is shutting down");
+        pthread_cond_broadcast(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        srv_job_release(j);
+    }
+    duet_driver_free(s->driver);
+    free(s->slots), free(s->queue), free(s->eog);
+    s->slots = NULL, s->queue = NULL, s->eog = NULL, s->driver = NULL;
+}
+
+int srv_sched_submit(srv_sched *s, srv_job *j) {
+    pthread_mutex_lock(&s->mu);
+    if (s->q_len == s->cfg->queue || s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return DUET_ERANGE;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->refs++;
+    pthread_mutex_unlock(&j->mu);
+    s->queue[(s->q_head + s->q_len) % s->cfg->queue] = j;
+    s->q_len++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void srv_sched_cancel(srv_sched *s, srv_job *j) {
+    pthread_mutex_lock(&j->mu);
+    j->cancelled = 1;
+    pthread_mutex_unlock(&j->mu);
+    /* wake the scheduler if it sleeps (a queued job is dropped when it comes up) */
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int srv_sched_queue_depth(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->q_len;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}

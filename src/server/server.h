@@ -1,0 +1,204 @@
+/* internal: not part of the public API; may change.
+ *
+ * duet serve: an OpenAI-compatible HTTP server over the strategy driver.
+ *
+ *   HTTP threads (libmicrohttpd, one per connection)          scheduler thread
+ *   parse + validate the request (openai.c) --- job queue ---> slots: a free slot takes a job,
+ *   wait on the job / stream its tokens (SSE)  <-- job output -- builds its strategy, the driver
+ *                                                               steps every active slot together
+ *
+ * Models are loaded once and shared; each slot owns one sequence (KV cache)
+ * per model, so KV memory is slots x context, fixed at start-up. */
+#ifndef DUET_SERVER_H
+#define DUET_SERVER_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duet/err.h"
+#include "duet/lm.h"
+#include "duet/model.h"
+#include "duet/strategy.h"
+#include "duet/tok.h"
+
+#define SRV_MAX_MODELS 8
+#define SRV_MAX_PROFILES 32
+#define SRV_MAX_STOP 4
+#define SRV_MAX_TOP_LOGPROBS 20
+#define SRV_MAX_CHOICES 16
+
+/* ---- configuration ---------------------------------------------------------- */
+
+typedef struct srv_model {
+    char name[64];
+    char path[1024];
+    duet_model *model;
+    duet_vocab *vocab;
+} srv_model;
+
+typedef enum { SRV_PLAIN = 0, SRV_SPEC = 1 } srv_kind;
+
+typedef struct srv_profile {
+    char name[64];
+    srv_kind kind;
+    int model;          /* plain: the model; spec: the target */
+    int draft;          /* spec with a model draft: the draft model, else -1 */
+    duet_spec_params spec;
+    duet_spec_adapt learned_model, learned_ngram; /* kept across requests (scheduler thread only) */
+    int parametric;     /* accepts a "-kN" suffix (fixed draft length N) */
+} srv_profile;
+
+typedef struct srv_config {
+    char host[64];
+    int port;           /* 0: any free port */
+    int threads, slots, ctx, queue;
+    double time_limit_s;
+    size_t body_limit;
+    char api_key[256];  /* "" = none */
+    int n_models, n_profiles;
+    srv_model models[SRV_MAX_MODELS];
+    srv_profile profiles[SRV_MAX_PROFILES];
+    int default_profile;
+} srv_config;
+
+/* Defaults, then --config FILE (JSON) or the simple flags. */
+void srv_config_defaults(srv_config *c);
+int srv_config_load_json(srv_config *c, const char *path, duet_err *err);
+/* -m LLM [--draft SLM]: models "llm" (+ "slm"), profiles llm, slm, duet-spec,
+ * duet-spec-kN, duet-spec-ngram, duet-spec-ngram-kN. */
+int srv_config_simple(srv_config *c, const char *llm, const char *draft, duet_err *err);
+/* Loads the models (one shared thread pool) and checks their vocabularies agree. */
+int srv_config_load_models(srv_config *c, duet_err *err);
+void srv_config_free(srv_config *c);
+/* The profile a request names ("duet-spec-k4" -> duet-spec with a fixed length 4)
+ * into *out; -1 if unknown. */
+int srv_profile_resolve(const srv_config *c, const char *name, srv_profile *out);
+/* "llm, slm, duet-spec, duet-spec-k<N>, ..." for messages. */
+void srv_profile_list(const srv_config *c, char *buf, size_t cap);
+
+/* ---- a job: one choice of one request ---------------------------------------- */
+
+typedef struct srv_token {
+    int32_t id;
+    uint8_t origin;      /* duet_origin */
+    float logprob;
+    int n_top;
+    int32_t top_id[SRV_MAX_TOP_LOGPROBS];
+    float top_lp[SRV_MAX_TOP_LOGPROBS];
+    uint32_t text_off, text_len; /* the bytes this token completed in text */
+} srv_token;
+
+typedef struct srv_job {
+    /* the request (set by the HTTP side before it is queued, then read-only) */
+    srv_profile prof;
+    int prof_index;      /* the configured profile it resolves to */
+    int32_t *prompt;
+    int n_prompt;
+    int max_tokens;
+    duet_sampler_params sp;
+    char *stop[SRV_MAX_STOP];
+    int n_stop;
+    int top_logprobs;    /* alternatives per token, 0..20; -1: no logprobs at all */
+    int score_prompt;    /* echo + logprobs: log-probabilities of the prompt tokens too */
+    int ignore_eos;
+    double t_queued;
+    int index;           /* choice index */
+
+    /* the output, guarded by mu (the scheduler appends, the HTTP thread reads) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_token *tok;      /* (cap_tok) generated tokens */
+    int n_tok, cap_tok;
+    char *text;          /* (cap_text) generated text, valid UTF-8, stop strings cut */
+    size_t text_len, cap_text;
+    size_t text_safe;    /* bytes of text that no stop string can still take back */
+    float *prompt_lp;    /* (n_prompt) score_prompt: log p of each prompt token (NAN for the first) */
+    srv_token *prompt_tok; /* (n_prompt) with top alternatives, when score_prompt */
+    int started, done, cancelled;
+    int http_status;     /* != 200 when the job failed before producing anything */
+    char error[512];
+    const char *finish;  /* "stop", "length", "error" */
+    duet_stats stats;
+    double t_start, t_first, t_end;
+    int refs;            /* HTTP side + scheduler side */
+    int slot;
+} srv_job;
+
+srv_job *srv_job_new(void);
+void srv_job_release(srv_job *j); /* drops one reference; frees at zero (takes mu) */
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+#define SRV_HIST_BUCKETS 14
+
+typedef struct srv_hist {
+    double sum;
+    long count;
+    long bucket[SRV_HIST_BUCKETS]; /* cumulative at print time */
+} srv_hist;
+
+typedef struct srv_metrics {
+    pthread_mutex_t mu;
+    long requests[SRV_MAX_PROFILES + 1][6]; /* by profile (last: unknown) and status class: 2xx 4xx 5xx 499 503 413 */
+    long tokens_evaluated[SRV_MAX_MODELS];
+    long tokens_generated[SRV_MAX_MODELS];
+    long drafted, accepted;
+    long by_origin[DUET_ORIGIN_COUNT];
+    int queue_depth, active;
+    srv_hist ttft, tpot, duration;
+} srv_metrics;
+
+void srv_metrics_init(srv_metrics *m);
+void srv_metrics_request(srv_metrics *m, int profile, int status);
+void srv_metrics_job(srv_metrics *m, const srv_config *c, const srv_job *j);
+/* Prometheus text exposition into a malloc'd string. */
+char *srv_metrics_text(srv_metrics *m, const srv_config *c);
+
+/* ---- the scheduler ------------------------------------------------------------ */
+
+typedef struct srv_slot {
+    duet_lm *lm[SRV_MAX_MODELS]; /* one sequence per model */
+    srv_job *job;
+    duet_strategy *strat;
+    duet_sampler *sampler;
+    duet_detok_stream *detok;
+    int max_stop_len;
+} srv_slot;
+
+typedef struct srv_sched {
+    srv_config *cfg;
+    srv_metrics *metrics;
+    pthread_t thread;
+    pthread_mutex_t mu;          /* the queue and stop flag */
+    pthread_cond_t cv;
+    srv_job **queue;             /* (cfg->queue) waiting jobs, FIFO */
+    int q_head, q_len;
+    int stop;
+    srv_slot *slots;             /* (cfg->slots) */
+    duet_driver *driver;
+    int32_t *eog;                /* end-of-generation ids of the vocabulary */
+    int n_eog;
+    size_t kv_bytes;
+} srv_sched;
+
+int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err);
+void srv_sched_stop(srv_sched *s);
+/* Queues a job (takes a reference); DUET_ERANGE when the queue is full. */
+int srv_sched_submit(srv_sched *s, srv_job *j);
+/* Marks the job cancelled (client gone); the scheduler frees its slot at its next step. */
+void srv_sched_cancel(srv_sched *s, srv_job *j);
+int srv_sched_queue_depth(srv_sched *s);
+
+/* ---- the server ----------------------------------------------------------------- */
+
+typedef struct srv_server srv_server;
+
+/* Starts HTTP and the scheduler; *port_out gets the port bound. */
+int srv_server_start(srv_server **out, srv_config *c, int *port_out, duet_err *err);
+void srv_server_stop(srv_server *s);
+/* KV cache bytes of every slot's sequences (fixed at start-up). */
+size_t srv_server_kv_bytes(const srv_server *s);
+
+#endif
