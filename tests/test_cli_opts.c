@@ -203,6 +203,21 @@ Test(cli_opts, distill) {
     EXPECT_ALL(cases);
 }
 
+/* Parsing stops before the server binds anything. */
+Test(cli_opts, serve) {
+    static const bad_case cases[] = {
+        {"serve -m " SLM " --port abc", "--port"},
+        {"serve -m " SLM " --port 70000", "--port"},
+        {"serve -m " SLM " -t 0", "-t"},
+        {"serve -m " SLM " --slots 0", "--slots"},
+        {"serve -m " SLM " -c x", "-c"},
+        {"serve -m " SLM " --time-limit never", "--time-limit"},
+        {"serve -m " SLM " --host", "--host"},
+        {"serve --bogus", "--bogus"},
+    };
+    EXPECT_ALL(cases);
+}
+
 /* generate is converted to the option table separately (tools/duet/cmd_generate.c);
  * these fail until it is. */
 Test(cli_opts, generate_bad_values) {
@@ -220,7 +235,7 @@ Test(cli_opts, generate_bad_values) {
 Test(cli_opts, help_exits_zero_for_every_command) {
     static const char *const cmds[] = {"info",       "logits",          "generate", "tokenize", "detokenize",
                                        "quantize",   "synth",           "bench",    "perplexity",
-                                       "tokenizer-train", "train",      "distill"};
+                                       "tokenizer-train", "train",      "distill",  "serve"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[128];
         char *out = NULL;
@@ -235,7 +250,8 @@ Test(cli_opts, help_exits_zero_for_every_command) {
 
 /* Every command with -t says the same default, the number of CPUs. */
 Test(cli_opts, threads_default_is_stated_in_help) {
-    static const char *const cmds[] = {"logits", "quantize", "synth", "bench", "perplexity", "train", "distill"};
+    static const char *const cmds[] = {"logits", "quantize", "synth", "bench", "perplexity", "train", "distill",
+                                       "generate", "serve"};
     const char *want = "one per available CPU";
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[128];
