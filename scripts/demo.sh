@@ -70,5 +70,25 @@ for d in "$draft --spec fixed --draft-max 3" "$draft" ngram "$draft+ngram"; do
 done
 echo "  (a draft token costs ~1/13 of a target token and a block of 4 target tokens ~1.2 of one;"
 echo "   bench/speculative/run.sh measures 2.0x at temperature 0 over 50 prompts: docs/performance.md)"
+
+say "5. duet serve: the same collaboration behind an OpenAI-compatible API"
+log=$(mktemp)
+"$duet" serve -m "$models/llm.gguf" --draft "$draft" --port 0 -t "$T" 2> "$log" &
+srv=$!
+trap 'kill $srv 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
+echo "  $(grep -m1 'slots x context' "$log" | sed 's/^duet serve: //')"
+echo "  streamed: curl -N $url/v1/completions -d '{\"model\": \"duet-spec\", \"stream\": true, ...}'"
+curl -sN "$url/v1/completions" -H 'Content-Type: application/json' \
+  -d "{\"model\": \"duet-spec\", \"prompt\": \"$prompt\", \"max_tokens\": 48, \"temperature\": 0, \"stream\": true, \"stream_options\": {\"include_usage\": true}}" |
+  sed -n 's/^data: //p' | grep -v '^\[DONE\]' > "$log.sse"
+printf '  text: '
+jq -j 'select((.choices | length) > 0) | .duet.tokens[]? | if .by == "draft" then "\u001b[32m\(.text)\u001b[0m" else .text end' < "$log.sse"; echo
+echo "        (green: drafted by the SLM and accepted by the LLM; the rest written by the LLM)"
+jq -r 'select(.usage) | .duet | "  accounting: llm evaluated \(.tokens.llm.evaluated) tokens in \(.tokens.llm.passes) passes, slm \(.tokens.slm.evaluated) in \(.tokens.slm.passes); \(.tokens_by_origin.draft) of \(.tokens_by_origin.draft + .tokens_by_origin.llm) tokens drafted and accepted (acceptance \(.acceptance_rate*100|round)%), first token after \(.timings.time_to_first_token_s*1000|round) ms"' < "$log.sse"
+rm -f "$log.sse"
+kill $srv; wait $srv 2>/dev/null || true
+echo "  playground: duet serve -m models/llm.gguf --draft models/slm-draft.gguf, then open http://127.0.0.1:8080/"
 echo
-echo "Benchmarks behind the figures in docs/performance.md: bench/engine, bench/tokenizer, bench/speculative."
+echo "Benchmarks behind the figures in docs/performance.md: bench/engine, bench/tokenizer, bench/speculative, bench/server."
