@@ -117,10 +117,14 @@ static char *read_all(FILE *f) {
  * seconds made a loop of runs repeat its "random" samples). */
 static uint64_t fresh_seed(void) {
     uint64_t s = 0;
-    if (getrandom(&s, sizeof s, 0) == (ssize_t)sizeof s) return s;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    }
+    /* 53 bits: the seed printed in --json (a JSON number, a double) is the
+     * exact seed, so `-s` with it repeats the run */
+    return s & ((1ull << 53) - 1);
 }
 
 typedef struct {
