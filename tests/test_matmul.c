@@ -514,6 +514,53 @@ Test(matmul, model_matches_the_avx2_vec_dot) {
     }
 }
 
+/* Decode-consistent blocks on AVX2 (core/gemv_multi_avx2.c: tiles of 2 rows x
+ * up to 6 tokens, four accumulator passes, the 8-element tail steps and the
+ * scalar remainder): every (row, token) output is bit for bit the one-token
+ * product of that token, and the AVX2 vec_dot of that pair. Every m up to 17
+ * (one, two and three token groups, uneven splits), n_in with every kind of
+ * tail (only a remainder, 8-element steps, both), odd n_out (a last single
+ * row, partial chunks), 1 and 2 threads. */
+Test(matmul, consistent_blocks_avx2_are_the_one_token_dot, .init = use_avx2) {
+    if (duet_cpu_simd_level() < DUET_SIMD_AVX2) cr_skip_test("no AVX2");
+    cr_assert_eq(duet_simd_level(), DUET_SIMD_AVX2);
+    const duet_type types[] = {DUET_TYPE_F16, DUET_TYPE_F32, DUET_TYPE_BF16};
+    const int64_t n_ins[] = {5, 40, 59, 88, 200, 203, 384}, n_outs[] = {1, 37, 101};
+    for (int nt = 1; nt <= 2; nt++) {
+        duet_pool *pool = duet_pool_new(nt);
+        cr_assert_not_null(pool);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const duet_vec_dot_fn dot = duet_vec_dot_get_level(types[ti], DUET_SIMD_AVX2);
+            for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++)
+                for (size_t no = 0; no < sizeof n_outs / sizeof n_outs[0]; no++)
+                    for (int64_t m = 1; m <= 17; m++) {
+                        problem p = make_problem(types[ti], m, n_ins[ni], n_outs[no]);
+                        float *y = malloc(sizeof(float) * (size_t)(p.m * p.n_out + 1));
+                        float *y1 = malloc(sizeof(float) * (size_t)p.n_out);
+                        cr_assert(y && y1);
+                        y[p.m * p.n_out] = 777.0f;
+                        duet_matmul_ex(pool, y, p.wt, p.w, p.x, p.m, p.n_in, p.n_out, 1);
+                        cr_assert_eq(y[p.m * p.n_out], 777.0f, "wrote past y");
+                        for (int64_t t = 0; t < p.m; t++) {
+                            duet_matmul_ex(pool, y1, p.wt, p.w, p.x + t * p.n_in, 1, p.n_in, p.n_out, 0);
+                            for (int64_t o = 0; o < p.n_out; o++) {
+                                const float got = y[t * p.n_out + o];
+                                const float vd = dot(p.n_in, p.w + (size_t)o * p.w_row, p.xq + (size_t)t * p.x_row);
+                                cr_assert(!memcmp(&got, &y1[o], sizeof got) && !memcmp(&got, &vd, sizeof got),
+                                          "%s m %ld n_in %ld n_out %ld threads %d: y[%ld][%ld] = %a, one token %a, "
+                                          "AVX2 vec_dot %a", duet_type_name(p.wt), (long)p.m, (long)p.n_in,
+                                          (long)p.n_out, nt, (long)t, (long)o, got, y1[o], vd);
+                            }
+                        }
+                        free(y);
+                        free(y1);
+                        free_problem(&p);
+                    }
+        }
+        duet_pool_free(pool);
+    }
+}
+
 /* Activations rounded through F16/BF16 for the sgemm path: bit for bit the
  * scalar conversions, over random bit patterns (NaN, inf, subnormals, ties). */
 Test(matmul, round_rows_match_scalar_conversions) {
