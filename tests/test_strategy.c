@@ -262,7 +262,7 @@ Test(strategy, cascade_composes_strategies, .timeout = 120) {
     for (int always = 0; always < 2; always++) {
         const float th = always ? INFINITY : -INFINITY;
         duet_strategy *c;
-        cr_assert_eq(duet_strategy_cascade(&c, tiers, &th, 2, &err), 0, "%s", err.msg);
+        cr_assert_eq(duet_strategy_cascade(&c, tiers, &th, 2, always, &err), 0, "%s", err.msg);
         collected got = {0};
         req.user = &got;
         cr_assert_eq(duet_run(c, &req, &err), DUET_FINISH_LENGTH, "%s", err.msg);

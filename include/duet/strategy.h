@@ -32,6 +32,9 @@
 extern "C" {
 #endif
 
+/* Routing signals per request (DUET_SIG_* below). */
+#define DUET_ROUTE_NSIG 5
+
 /* Why a request ended (OpenAI's finish_reason). Append-only. */
 typedef enum duet_finish {
     DUET_FINISH_NONE = 0,   /* still running */
@@ -47,11 +50,12 @@ typedef enum duet_origin {
     DUET_BY_TARGET = 0,      /* the main model: plain decoding, or the LLM's correction / bonus token */
     DUET_BY_DRAFT_MODEL = 1, /* drafted by the SLM, verified and kept by the LLM */
     DUET_BY_DRAFT_NGRAM = 2, /* drafted from n-grams of the text, kept by the LLM */
-    DUET_BY_SLM = 3,         /* answered by a cheaper tier alone (a cascade that did not escalate) */
+    DUET_BY_SLM = 3,         /* written by the small model alone (a cheaper tier, a routed request, deferral's own tokens) */
+    DUET_BY_DEFER = 4,       /* token deferral: the SLM was unsure, the LLM supplied this token */
     DUET_ORIGIN_COUNT
 } duet_origin;
 
-DUET_API const char *duet_origin_name(duet_origin o); /* "llm", "draft", "ngram", "slm" */
+DUET_API const char *duet_origin_name(duet_origin o); /* "llm", "draft", "ngram", "slm", "defer" */
 
 typedef struct duet_token_out {
     int32_t id;
@@ -90,8 +94,10 @@ typedef struct duet_stats {
     int drafted_at[DUET_SPEC_KMAX], accepted_at[DUET_SPEC_KMAX]; /* per draft position */
     int target_evals, draft_evals;    /* eval blocks asked of each model */
     long target_tokens, draft_tokens; /* tokens evaluated by each model */
-    int escalated;                    /* cascade: tiers passed over (0: the first tier answered) */
-    double confidence;                /* cascade: the deciding tier's confidence (mean token logprob) */
+    int escalated;                    /* cascade: tiers passed over (0: the first tier answered); route: 1 = sent to the LLM */
+    int deferred;                     /* token deferral: tokens the LLM supplied */
+    double confidence;                /* cascade: the deciding tier's confidence; route: the router's score */
+    float signals[DUET_ROUTE_NSIG];   /* route: the request's signals (DUET_SIG_*) */
     double t_prefill;                 /* seconds of the prompt's pass */
     double t_draft, t_target;         /* seconds of the passes holding this request's blocks */
     double t_total;                   /* wall seconds from the first step to the end */
@@ -176,13 +182,89 @@ DUET_API int duet_strategy_speculative(duet_strategy **out, duet_lm *target, due
                                        const duet_spec_params *p, duet_err *err);
 
 /* A cascade over tiers ordered by cost: tier i answers the whole request
- * (buffered, not emitted), its confidence -- the mean log-probability of its
- * tokens under its own model -- is compared with threshold[i], and the
- * request escalates to tier i + 1 when below; the last tier's answer is
- * always kept. Each tier is a strategy (plain, speculative, ...), borrowed.
- * threshold: (n_tiers - 1). -INFINITY never escalates, +INFINITY always. */
+ * (buffered, not emitted), its confidence -- the mean (or, with use_min, the
+ * smallest) log-probability of its tokens under its own model -- is compared
+ * with threshold[i], and the request escalates to tier i + 1 when below; the
+ * last tier's answer is always kept. Each tier is a strategy (plain,
+ * speculative, ...), borrowed. threshold: (n_tiers - 1). -INFINITY never
+ * escalates, +INFINITY always. */
 DUET_API int duet_strategy_cascade(duet_strategy **out, duet_strategy *const *tiers, const float *threshold,
-                                   int n_tiers, duet_err *err);
+                                   int n_tiers, int use_min, duet_err *err);
+
+/* Token-level deferral (Co-LLM): the SLM writes; at every token where its
+ * top probability is below eta the LLM supplies the token (DUET_BY_DEFER).
+ * The LLM catches up on unseen text in one batched eval and keeps its cache
+ * between deferrals. eta <= 0: exactly the SLM's output; eta > 1: exactly
+ * the LLM's. slm and llm share one vocabulary; sampler is borrowed. */
+DUET_API int duet_strategy_defer(duet_strategy **out, duet_lm *slm, duet_lm *llm, duet_sampler *sampler, float eta,
+                                 duet_err *err);
+
+/* ---- routing: decide per request, before generating ----------------------------
+ * Signals from one pass of the SLM over the prompt (its last 256 positions at
+ * most); each is oriented so that larger means "harder, send to the LLM". */
+enum {
+    DUET_SIG_MEAN_ENTROPY = 0, /* mean entropy (nats) of the SLM's next-token distributions over the prompt */
+    DUET_SIG_MAX_ENTROPY,      /* the largest of them */
+    DUET_SIG_PROMPT_NLL,       /* mean negative log-likelihood of the prompt's tokens (log perplexity) */
+    DUET_SIG_NEG_TOP1,         /* minus the top-1 probability of the first token to generate */
+    DUET_SIG_NEG_MARGIN,       /* minus (top-1 - top-2) probability of that token */
+};
+DUET_API const char *duet_signal_name(int i); /* "mean_entropy", ... */
+
+/* Computes the signals from logit rows of consecutive prompt positions:
+ * rows (n_rows, n_vocab) for positions [n_prompt - n_rows, n_prompt), and the
+ * prompt's tokens (n_prompt). */
+DUET_API void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_rows, int n_vocab,
+                                 const int32_t *prompt, int n_prompt);
+
+typedef enum {
+    DUET_ROUTER_THRESHOLD = 0, /* one signal against a threshold */
+    DUET_ROUTER_LOGISTIC = 1,  /* logistic regression on the standardized signals */
+    DUET_ROUTER_RANDOM = 2,    /* a coin with P(LLM) = the target share: the baseline */
+} duet_router_kind;
+
+typedef struct duet_router {
+    duet_router_kind kind;
+    int signal;                    /* THRESHOLD: which signal */
+    float mean[DUET_ROUTE_NSIG], scale[DUET_ROUTE_NSIG]; /* LOGISTIC: standardization */
+    float w[DUET_ROUTE_NSIG], b;   /* LOGISTIC: P(needs the LLM) = sigmoid(w . z + b) */
+    float threshold;               /* route to the LLM when score > threshold */
+    float share;                   /* RANDOM: P(LLM); online: the target share */
+    /* online recalibration: the threshold follows the (1 - share) quantile of
+     * the last `window` scores, so the LLM share holds on drifting traffic */
+    int window;                    /* 0: off */
+    float *recent;                 /* (window) ring of recent scores, owned */
+    int n_recent, at;
+    float offset;                  /* integral of the realised share's error (removes the window's lag) */
+} duet_router;
+
+DUET_API void duet_router_init(duet_router *r, duet_router_kind kind);
+DUET_API void duet_router_free(duet_router *r); /* the ring of online recalibration */
+/* The router's score of a request (higher: more in need of the LLM). */
+DUET_API float duet_router_score(const duet_router *r, const float sig[DUET_ROUTE_NSIG]);
+/* The decision (1: the LLM) for a request with this score; records it for
+ * online recalibration when that is on. */
+DUET_API int duet_router_decide(duet_router *r, float score);
+/* Fits the logistic router on n labelled requests (y = 1: the LLM is needed)
+ * by Newton's method with a small L2 penalty. */
+DUET_API int duet_router_fit(duet_router *r, const float *sig /* (n, DUET_ROUTE_NSIG) */, const uint8_t *y, int n,
+                             duet_err *err);
+/* Sets the threshold so that exactly round(share * n) of these scores route
+ * to the LLM (the midpoint between the two scores at the boundary). */
+DUET_API int duet_router_calibrate(duet_router *r, const float *scores, int n, float share, duet_err *err);
+/* Online recalibration toward `share` over the last `window` requests. */
+DUET_API int duet_router_online(duet_router *r, float share, int window, duet_err *err);
+/* A small text file (duet-router v1); errors name the line. */
+DUET_API int duet_router_save(const duet_router *r, const char *path, duet_err *err);
+DUET_API int duet_router_load(duet_router *r, const char *path, duet_err *err);
+
+/* Routing: one SLM pass over the prompt gives the signals, the router
+ * decides, then the chosen leg (a strategy: the SLM's or the LLM's) answers
+ * the whole request. signal_lm is the SLM (it may be the SLM leg's own lm).
+ * Tokens of the SLM leg are tagged DUET_BY_SLM; stats->escalated is 1 when
+ * the LLM answered, stats->confidence the router's score. router is borrowed. */
+DUET_API int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *slm_leg,
+                                 duet_strategy *llm_leg, duet_router *router, duet_err *err);
 
 /* ---- the driver: many requests stepped together ----------------------------- */
 typedef struct duet_driver duet_driver;

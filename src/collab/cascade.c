@@ -17,6 +17,7 @@ typedef struct {
     duet_strategy **tiers; /* (n) borrowed */
     float *threshold;      /* (n - 1) */
     int n, cur;
+    int use_min;           /* confidence = the smallest token log-probability (else the mean) */
     collab_req r;          /* the request as the consumer gave it */
     duet_token_out *buf;   /* (cap_buf) the current tier's answer, held back */
     int n_buf, cap_buf;
@@ -95,9 +96,12 @@ static int tier_done(cascade_strategy *c, duet_err *err) {
         collab_finish(&c->base, &c->r, t->finish);
         return 0;
     }
-    double sum = 0;
-    for (int i = 0; i < c->n_buf; i++) sum += c->buf[i].logprob;
-    const double conf = c->n_buf ? sum / c->n_buf : 0;
+    double sum = 0, lo = 0;
+    for (int i = 0; i < c->n_buf; i++) {
+        sum += c->buf[i].logprob;
+        lo = i == 0 || c->buf[i].logprob < lo ? c->buf[i].logprob : lo;
+    }
+    const double conf = !c->n_buf ? 0 : c->use_min ? lo : sum / c->n_buf;
     c->r.st.confidence = conf;
     if (conf >= c->threshold[c->cur]) {
         duet_finish f = DUET_FINISH_NONE;
@@ -142,7 +146,7 @@ static const duet_strategy_i cascade_iface = {
     .stats = cascade_stats, .free = cascade_free};
 
 int duet_strategy_cascade(duet_strategy **out, duet_strategy *const *tiers, const float *threshold, int n_tiers,
-                          duet_err *err) {
+                          int use_min, duet_err *err) {
     *out = NULL;
     if (n_tiers < 1 || !tiers) return duet_err_set(err, DUET_EINVAL, "cascade: no tiers");
     for (int i = 0; i < n_tiers; i++)
@@ -163,6 +167,7 @@ int duet_strategy_cascade(duet_strategy **out, duet_strategy *const *tiers, cons
     memcpy(c->tiers, tiers, sizeof *tiers * (size_t)n_tiers);
     if (n_tiers > 1) memcpy(c->threshold, threshold, sizeof *threshold * (size_t)(n_tiers - 1));
     c->n = n_tiers;
+    c->use_min = use_min != 0;
     c->base.iface = &cascade_iface;
     c->base.finish = DUET_FINISH_LENGTH; /* not started */
     *out = &c->base;
