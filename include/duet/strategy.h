@@ -235,6 +235,7 @@ typedef struct duet_router {
     int window;                    /* 0: off */
     float *recent;                 /* (window) ring of recent scores, owned */
     int n_recent, at;
+    int n_llm;                     /* LLM decisions while the window warms up */
     float offset;                  /* integral of the realised share's error (removes the window's lag) */
 } duet_router;
 

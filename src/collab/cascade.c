@@ -43,7 +43,16 @@ static int pass_token(void *user, const duet_token_out *t) {
     return c->r.consumer_stopped; /* stop ids and max_new: the tier sees those itself */
 }
 
-static void add_counts(duet_stats *to, const duet_stats *from) {
+/* A tier's work goes under the draft (cheaper tiers) or target (the last
+ * tier) counters, so an accounting by model can tell the SLM's from the LLM's. */
+static void add_counts(duet_stats *to, const duet_stats *from, int cheap) {
+    if (cheap) {
+        to->draft_evals += from->target_evals + from->draft_evals;
+        to->draft_tokens += from->target_tokens + from->draft_tokens;
+        to->t_draft += from->t_target + from->t_draft + from->t_prefill;
+        to->rounds += from->rounds;
+        return;
+    }
     to->rounds += from->rounds;
     to->drafted += from->drafted, to->accepted += from->accepted;
     to->drafted_model += from->drafted_model, to->accepted_model += from->accepted_model;
@@ -87,7 +96,7 @@ static int tier_done(cascade_strategy *c, duet_err *err) {
     duet_strategy *t = c->tiers[c->cur];
     duet_stats ts;
     duet_strategy_stats(t, &ts);
-    add_counts(&c->used, &ts);
+    add_counts(&c->used, &ts, c->cur < c->n - 1);
     if (t->finish == DUET_FINISH_ERROR) {
         if (err) *err = t->err;
         return t->err.code < 0 ? t->err.code : DUET_EINVAL;
@@ -125,11 +134,11 @@ static int cascade_accept(duet_strategy *s, duet_err *err) {
 static void cascade_stats(const duet_strategy *s, duet_stats *out) {
     const cascade_strategy *c = (const cascade_strategy *)s;
     *out = c->r.st;
-    add_counts(out, &c->used);
+    add_counts(out, &c->used, 0);
     if (c->base.finish == DUET_FINISH_NONE) { /* the tier in charge, so far */
         duet_stats ts;
         duet_strategy_stats(c->tiers[c->cur], &ts);
-        add_counts(out, &ts);
+        add_counts(out, &ts, c->cur < c->n - 1);
     }
     out->escalated = c->cur;
 }

@@ -76,8 +76,16 @@ static int route_accept(duet_strategy *s, duet_err *err) {
 
 static void route_stats(const duet_strategy *s, duet_stats *out) {
     const route_strategy *rs = (const route_strategy *)s;
-    if (rs->chosen >= 0) duet_strategy_stats(rs->legs[rs->chosen], out);
-    else memset(out, 0, sizeof *out);
+    memset(out, 0, sizeof *out);
+    if (rs->chosen == 1) duet_strategy_stats(rs->legs[1], out);
+    if (rs->chosen == 0) { /* the SLM's work goes under the draft counters, the LLM's under target */
+        duet_stats leg;
+        duet_strategy_stats(rs->legs[0], &leg);
+        out->rounds = leg.rounds;
+        out->draft_evals = leg.target_evals + leg.draft_evals;
+        out->draft_tokens = leg.target_tokens + leg.draft_tokens;
+        out->t_draft = leg.t_target + leg.t_draft + leg.t_prefill;
+    }
     /* the tokens as the consumer saw them, plus the signal pass on the SLM */
     memcpy(out->by_origin, rs->r.st.by_origin, sizeof out->by_origin);
     out->n_prompt = rs->r.st.n_prompt;

@@ -133,7 +133,7 @@ int duet_router_online(duet_router *r, float share, int window, duet_err *err) {
     if (!ring) return duet_err_set(err, DUET_ENOMEM, "router: out of memory");
     free(r->recent);
     r->recent = ring;
-    r->window = window, r->n_recent = r->at = 0;
+    r->window = window, r->n_recent = r->at = r->n_llm = 0;
     r->offset = 0;
     r->share = share;
     return 0;
@@ -161,8 +161,13 @@ int duet_router_decide(duet_router *r, float score) {
             free(s);
         }
     }
+    if (r->n_recent < 8) { /* too few scores for a quantile yet: keep the share by count */
+        const int to_llm = r->n_llm < r->share * r->n_recent;
+        r->n_llm += to_llm;
+        return to_llm;
+    }
     const int to_llm = score > r->threshold;
-    if (r->n_recent >= 8) r->offset += 0.05f * (spread > 1e-6f ? spread : 1e-6f) * ((float)to_llm - r->share);
+    r->offset += 0.05f * (spread > 1e-6f ? spread : 1e-6f) * ((float)to_llm - r->share);
     return to_llm;
 }
 

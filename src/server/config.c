@@ -80,6 +80,14 @@ int srv_config_simple(srv_config *c, const char *llm, const char *draft, duet_er
     p = add_profile(c, "duet-spec-ngram", SRV_SPEC, err);
     p->model = 0, p->parametric = 1;
     p->spec.use_model = 0, p->spec.use_ngram = 1;
+    if (draft) { /* the SLM answers what it can, the LLM the rest */
+        p = add_profile(c, "duet-route", SRV_ROUTE, err);
+        p->model = 0, p->draft = 1, p->parametric = 1, p->param = 0.3f;
+        p = add_profile(c, "duet-cascade", SRV_CASCADE, err);
+        p->model = 0, p->draft = 1, p->param = -1.0f;
+        p = add_profile(c, "duet-defer", SRV_DEFER, err);
+        p->model = 0, p->draft = 1, p->parametric = 1, p->param = 0.4f;
+    }
     return 0;
 }
 
@@ -123,13 +131,32 @@ static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
     srv_kind kind;
     if (!strcmp(strategy, "plain")) kind = SRV_PLAIN;
     else if (!strcmp(strategy, "speculative")) kind = SRV_SPEC;
-    else return duet_err_set(err, DUET_EINVAL, "config: %sstrategy '%s' is not plain or speculative", where, strategy);
+    else if (!strcmp(strategy, "route")) kind = SRV_ROUTE;
+    else if (!strcmp(strategy, "cascade")) kind = SRV_CASCADE;
+    else if (!strcmp(strategy, "defer")) kind = SRV_DEFER;
+    else return duet_err_set(err, DUET_EINVAL, "config: %sstrategy '%s' is not plain, speculative, route, cascade or defer",
+                             where, strategy);
     srv_profile *p = add_profile(c, name, kind, err);
     if (!p) return DUET_EINVAL;
     if (!model[0] && c->n_models) snprintf(model, sizeof model, "%s", c->models[0].name);
     if ((p->model = find_model(c, model)) < 0)
         return duet_err_set(err, DUET_ENOTFOUND, "config: %smodel '%s' is not among the models", where, model);
     if (kind == SRV_PLAIN) return 0;
+    if (kind != SRV_SPEC) { /* two models: "model" the LLM, "slm" the small one, and one parameter */
+        char slm[64] = "";
+        if ((rc = get_str(o, "slm", slm, sizeof slm, where, err))) return rc;
+        if (!slm[0] || (p->draft = find_model(c, slm)) < 0)
+            return duet_err_set(err, DUET_ENOTFOUND, "config: %sslm '%s' is missing or not among the models", where, slm);
+        const char *key = kind == SRV_ROUTE ? "llm_share" : kind == SRV_CASCADE ? "threshold" : "eta";
+        p->param = kind == SRV_ROUTE ? 0.3f : kind == SRV_CASCADE ? -1.0f : 0.4f;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+        if (v && (!cJSON_IsNumber(v) || (kind != SRV_CASCADE && (v->valuedouble < 0 || v->valuedouble > 1))))
+            return duet_err_set(err, DUET_EINVAL, "config: %s%s must be a number%s", where, key,
+                                kind != SRV_CASCADE ? " in [0, 1]" : "");
+        if (v) p->param = (float)v->valuedouble;
+        p->parametric = kind != SRV_CASCADE;
+        return 0;
+    }
     int ngram = 0, adaptive = 1;
     if ((rc = get_bool(o, "ngram", &ngram, where, err)) || (rc = get_bool(o, "adaptive", &adaptive, where, err)) ||
         (rc = get_int(o, "draft_max", 0, DUET_SPEC_KMAX, &p->spec.draft_max, where, err)))
@@ -231,15 +258,34 @@ int srv_profile_resolve(const srv_config *c, const char *name, srv_profile *out)
             *out = c->profiles[i];
             return i;
         }
-    /* "<profile>-k<N>": a speculative profile with a fixed draft length N */
     const char *dash = strrchr(name, '-');
-    if (!dash || dash[1] != 'k' || !dash[2]) return -1;
+    if (!dash) return -1;
+    /* "<profile>-X": a route profile with LLM share X, a defer profile with eta X */
+    if (dash[1] == '0' || dash[1] == '1' || dash[1] == '.') {
+        char *end;
+        const double x = strtod(dash + 1, &end);
+        if (*end || !(x >= 0 && x <= 1)) return -1;
+        for (int i = 0; i < c->n_profiles; i++) {
+            const srv_profile *p = &c->profiles[i];
+            if (!p->parametric || (p->kind != SRV_ROUTE && p->kind != SRV_DEFER) ||
+                strlen(p->name) != (size_t)(dash - name) || strncmp(p->name, name, (size_t)(dash - name)))
+                continue;
+            *out = *p;
+            snprintf(out->name, sizeof out->name, "%s", name);
+            out->param = (float)x;
+            return i;
+        }
+        return -1;
+    }
+    /* "<profile>-k<N>": a speculative profile with a fixed draft length N */
+    if (dash[1] != 'k' || !dash[2]) return -1;
     char *end;
     long k = strtol(dash + 2, &end, 10);
     if (*end || k < 1 || k > DUET_SPEC_KMAX || dash[2] == '0' || dash[2] == '+') return -1;
     for (int i = 0; i < c->n_profiles; i++) {
         const srv_profile *p = &c->profiles[i];
-        if (!p->parametric || strlen(p->name) != (size_t)(dash - name) || strncmp(p->name, name, (size_t)(dash - name)))
+        if (!p->parametric || p->kind != SRV_SPEC || strlen(p->name) != (size_t)(dash - name) ||
+            strncmp(p->name, name, (size_t)(dash - name)))
             continue;
         *out = *p;
         snprintf(out->name, sizeof out->name, "%s", name);
@@ -256,6 +302,8 @@ void srv_profile_list(const srv_config *c, char *buf, size_t cap) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < c->n_profiles && n < cap; i++) {
             if (pass == 1 && !c->profiles[i].parametric) continue;
-            n += (size_t)snprintf(buf + n, cap - n, "%s%s%s", n ? ", " : "", c->profiles[i].name, pass ? "-k<N>" : "");
+            const srv_kind k = c->profiles[i].kind;
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s%s", n ? ", " : "", c->profiles[i].name,
+                                  !pass ? "" : k == SRV_ROUTE ? "-<share>" : k == SRV_DEFER ? "-<eta>" : "-k<N>");
         }
 }

@@ -332,8 +332,20 @@ static enum MHD_Result handle_models(srv_server *s, struct MHD_Connection *conn)
         cJSON_AddNumberToObject(m, "created", (double)s->created);
         cJSON_AddStringToObject(m, "owned_by", "duet");
         cJSON *d = cJSON_AddObjectToObject(m, "duet");
-        cJSON_AddStringToObject(d, "strategy", p->kind == SRV_SPEC ? "speculative" : "plain");
-        cJSON_AddStringToObject(d, p->kind == SRV_SPEC ? "target" : "model", s->cfg->models[p->model].name);
+        static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer"};
+        cJSON_AddStringToObject(d, "strategy", kinds[p->kind]);
+        cJSON_AddStringToObject(d, p->kind == SRV_SPEC ? "target" : p->kind >= SRV_ROUTE ? "llm" : "model",
+                                s->cfg->models[p->model].name);
+        if (p->kind >= SRV_ROUTE) {
+            cJSON_AddStringToObject(d, "slm", s->cfg->models[p->draft].name);
+            cJSON_AddNumberToObject(d, p->kind == SRV_ROUTE ? "llm_share" : p->kind == SRV_CASCADE ? "threshold" : "eta",
+                                    p->param);
+            if (p->parametric) {
+                char pat[96];
+                snprintf(pat, sizeof pat, "%s-%s", p->name, p->kind == SRV_ROUTE ? "<share>" : "<eta>");
+                cJSON_AddStringToObject(d, "parametric", pat);
+            }
+        }
         if (p->kind == SRV_SPEC) {
             if (p->draft >= 0) cJSON_AddStringToObject(d, "draft", s->cfg->models[p->draft].name);
             cJSON_AddBoolToObject(d, "ngram", p->spec.use_ngram);

@@ -454,9 +454,32 @@ static cJSON *accounting(const srv_config *c, const srv_req *r, srv_job *const *
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "profile", r->prof.name);
-    cJSON_AddStringToObject(o, "strategy", r->prof.kind == SRV_SPEC ? "speculative" : "plain");
+    static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer"};
+    cJSON_AddStringToObject(o, "strategy", kinds[r->prof.kind]);
     cJSON *par = cJSON_AddObjectToObject(o, "params");
-    if (r->prof.kind == SRV_SPEC) {
+    if (r->prof.kind >= SRV_ROUTE) {
+        cJSON_AddStringToObject(par, "llm", c->models[r->prof.model].name);
+        cJSON_AddStringToObject(par, "slm", c->models[r->prof.draft].name);
+        cJSON_AddNumberToObject(par, r->prof.kind == SRV_ROUTE ? "llm_share" : r->prof.kind == SRV_CASCADE ? "threshold" : "eta",
+                                r->prof.param);
+        /* the decision and what it rested on, per choice */
+        cJSON *dec = cJSON_AddArrayToObject(o, "decisions");
+        for (int i = 0; i < n_jobs; i++) {
+            const duet_stats *s = &jobs[i]->stats;
+            cJSON *d = cJSON_CreateObject();
+            if (r->prof.kind == SRV_DEFER) {
+                cJSON_AddNumberToObject(d, "deferred_tokens", s->deferred);
+            } else {
+                cJSON_AddStringToObject(d, "answered_by", s->escalated ? "llm" : "slm");
+                cJSON_AddNumberToObject(d, r->prof.kind == SRV_ROUTE ? "router_score" : "slm_confidence", s->confidence);
+            }
+            if (r->prof.kind == SRV_ROUTE) {
+                cJSON *sg = cJSON_AddObjectToObject(d, "signals");
+                for (int k = 0; k < DUET_ROUTE_NSIG; k++) cJSON_AddNumberToObject(sg, duet_signal_name(k), s->signals[k]);
+            }
+            cJSON_AddItemToArray(dec, d);
+        }
+    } else if (r->prof.kind == SRV_SPEC) {
         cJSON_AddStringToObject(par, "target", c->models[r->prof.model].name);
         if (r->prof.draft >= 0) cJSON_AddStringToObject(par, "draft", c->models[r->prof.draft].name);
         cJSON_AddBoolToObject(par, "ngram", r->prof.spec.use_ngram);
@@ -469,7 +492,7 @@ static cJSON *accounting(const srv_config *c, const srv_req *r, srv_job *const *
     cJSON *tm = cJSON_AddObjectToObject(tok, c->models[r->prof.model].name);
     cJSON_AddNumberToObject(tm, "evaluated", (double)sum.target_tokens);
     cJSON_AddNumberToObject(tm, "passes", sum.target_evals);
-    cJSON_AddNumberToObject(tm, "seconds", sum.t_target + sum.t_prefill);
+    cJSON_AddNumberToObject(tm, "seconds", sum.t_target + (r->prof.kind >= SRV_ROUTE ? 0 : sum.t_prefill));
     if (r->prof.draft >= 0) {
         cJSON *dm = cJSON_AddObjectToObject(tok, c->models[r->prof.draft].name);
         cJSON_AddNumberToObject(dm, "evaluated", (double)sum.draft_tokens);

@@ -168,8 +168,9 @@ static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_sta
     pthread_mutex_unlock(&j->mu);
     srv_metrics_job(s->metrics, s->cfg, j);
     duet_strategy_free(sl->strat);
-    duet_sampler_free(sl->sampler);
-    sl->strat = NULL, sl->sampler = NULL, sl->job = NULL;
+    duet_strategy_free(sl->legs[0]), duet_strategy_free(sl->legs[1]);
+    duet_sampler_free(sl->sampler), duet_sampler_free(sl->leg_sampler);
+    sl->strat = sl->legs[0] = sl->legs[1] = NULL, sl->sampler = sl->leg_sampler = NULL, sl->job = NULL;
     srv_job_release(j);
 }
 
@@ -215,6 +216,47 @@ static int score_prompt(srv_slot *sl, srv_job *j, duet_err *err) {
     return rc;
 }
 
+/* The route profile's router for this share: threshold on the SLM's mean
+ * next-token entropy, recalibrated online to hold the share. */
+static duet_router *router_for(srv_sched *s, int prof, float share, duet_err *err) {
+    for (int i = 0; i < s->n_routers[prof]; i++)
+        if (s->router_share[prof][i] == share) return &s->routers[prof][i];
+    const int i = s->n_routers[prof] < 4 ? s->n_routers[prof]++ : 3; /* past 4 shares, the last one is reused */
+    duet_router *r = &s->routers[prof][i];
+    duet_router_free(r);
+    duet_router_init(r, DUET_ROUTER_THRESHOLD);
+    r->signal = DUET_SIG_MEAN_ENTROPY;
+    s->router_share[prof][i] = share;
+    return duet_router_online(r, share, 200, err) < 0 ? NULL : r;
+}
+
+static int build_strategy(srv_sched *s, srv_slot *sl, srv_job *j, srv_profile *master, duet_err *err) {
+    const srv_profile *p = &j->prof;
+    duet_lm *big = sl->lm[p->model], *small = p->draft >= 0 ? sl->lm[p->draft] : NULL;
+    int rc;
+    switch (p->kind) {
+    case SRV_PLAIN: return duet_strategy_plain(&sl->strat, big, sl->sampler, err);
+    case SRV_SPEC: {
+        duet_spec_params sp = p->spec;
+        if (sp.adaptive) sp.learned_model = &master->learned_model, sp.learned_ngram = &master->learned_ngram;
+        return duet_strategy_speculative(&sl->strat, big, small, sl->sampler, &sp, err);
+    }
+    case SRV_DEFER: return duet_strategy_defer(&sl->strat, small, big, sl->sampler, p->param, err);
+    case SRV_ROUTE:
+    case SRV_CASCADE: {
+        /* two legs on their own sampler copies (one RNG stream each) */
+        if ((rc = duet_sampler_new_checked(&sl->leg_sampler, &j->sp, small->n_vocab, err)) < 0) return rc;
+        if ((rc = duet_strategy_plain(&sl->legs[0], small, sl->leg_sampler, err)) < 0 ||
+            (rc = duet_strategy_plain(&sl->legs[1], big, sl->sampler, err)) < 0)
+            return rc;
+        if (p->kind == SRV_CASCADE) return duet_strategy_cascade(&sl->strat, sl->legs, &p->param, 2, 0, err);
+        duet_router *r = router_for(s, j->prof_index, p->param, err);
+        return r ? duet_strategy_route(&sl->strat, small, sl->legs[0], sl->legs[1], r, err) : DUET_ENOMEM;
+    }
+    }
+    return duet_err_set(err, DUET_EINVAL, "profile %s: unknown strategy", p->name);
+}
+
 static void start_job(srv_sched *s, srv_slot *sl) {
     srv_job *j = sl->job;
     duet_err err = {0};
@@ -235,15 +277,7 @@ static void start_job(srv_sched *s, srv_slot *sl) {
     if (j->max_tokens == 0) return end_job(s, sl, "length", 200, NULL);
     if (duet_sampler_new_checked(&sl->sampler, &j->sp, c->models[j->prof.model].model ? duet_model_n_vocab(c->models[j->prof.model].model) : 0, &err) < 0)
         return end_job(s, sl, "error", 400, err.msg);
-    int rc;
-    if (j->prof.kind == SRV_PLAIN) {
-        rc = duet_strategy_plain(&sl->strat, sl->lm[j->prof.model], sl->sampler, &err);
-    } else {
-        duet_spec_params p = j->prof.spec;
-        if (p.adaptive) p.learned_model = &master->learned_model, p.learned_ngram = &master->learned_ngram;
-        rc = duet_strategy_speculative(&sl->strat, sl->lm[j->prof.model], j->prof.draft >= 0 ? sl->lm[j->prof.draft] : NULL,
-                                       sl->sampler, &p, &err);
-    }
+    int rc = build_strategy(s, sl, j, master, &err);
     if (rc < 0) return end_job(s, sl, "error", rc == DUET_EINVAL ? 400 : 500, err.msg);
     duet_request req = {.prompt = j->prompt, .n_prompt = j->n_prompt, .max_new = j->max_tokens,
                         .stop_ids = j->ignore_eos ? NULL : s->eog, .n_stop_ids = j->ignore_eos ? 0 : s->n_eog,
@@ -368,6 +402,8 @@ void srv_sched_stop(srv_sched *s) {
         pthread_mutex_unlock(&j->mu);
         srv_job_release(j);
     }
+    for (int p = 0; p < SRV_MAX_PROFILES; p++)
+        for (int i = 0; i < s->n_routers[p]; i++) duet_router_free(&s->routers[p][i]);
     duet_driver_free(s->driver);
     free(s->slots), free(s->queue), free(s->eog);
     s->slots = NULL, s->queue = NULL, s->eog = NULL, s->driver = NULL;

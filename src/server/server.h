@@ -38,16 +38,17 @@ typedef struct srv_model {
     duet_vocab *vocab;
 } srv_model;
 
-typedef enum { SRV_PLAIN = 0, SRV_SPEC = 1 } srv_kind;
+typedef enum { SRV_PLAIN = 0, SRV_SPEC = 1, SRV_ROUTE = 2, SRV_CASCADE = 3, SRV_DEFER = 4 } srv_kind;
 
 typedef struct srv_profile {
     char name[64];
     srv_kind kind;
-    int model;          /* plain: the model; spec: the target */
-    int draft;          /* spec with a model draft: the draft model, else -1 */
+    int model;          /* plain: the model; spec: the target; route, cascade, defer: the LLM */
+    int draft;          /* spec with a model draft: the draft model; route, cascade, defer: the SLM; else -1 */
     duet_spec_params spec;
     duet_spec_adapt learned_model, learned_ngram; /* kept across requests (scheduler thread only) */
-    int parametric;     /* accepts a "-kN" suffix (fixed draft length N) */
+    float param;        /* route: the target LLM share; cascade: the confidence threshold; defer: eta */
+    int parametric;     /* spec: accepts "-kN" (fixed draft length N); route, defer: "-X" (share, eta) */
 } srv_profile;
 
 typedef struct srv_config {
@@ -162,7 +163,8 @@ typedef struct srv_slot {
     duet_lm *lm[SRV_MAX_MODELS]; /* one sequence per model */
     srv_job *job;
     duet_strategy *strat;
-    duet_sampler *sampler;
+    duet_strategy *legs[2];      /* route, cascade: the strategies strat runs as legs */
+    duet_sampler *sampler, *leg_sampler;
     duet_detok_stream *detok;
     int max_stop_len;
 } srv_slot;
@@ -177,6 +179,10 @@ typedef struct srv_sched {
     int q_head, q_len;
     int stop;
     srv_slot *slots;             /* (cfg->slots) */
+    /* route profiles: one online-recalibrated router per (profile, share) asked for */
+    duet_router routers[SRV_MAX_PROFILES][4];
+    float router_share[SRV_MAX_PROFILES][4];
+    int n_routers[SRV_MAX_PROFILES];
     duet_driver *driver;
     int32_t *eog;                /* end-of-generation ids of the vocabulary */
     int n_eog;
