@@ -514,24 +514,27 @@ Test(matmul, model_matches_the_avx2_vec_dot) {
     }
 }
 
-/* Decode-consistent blocks on AVX2 (core/gemv_multi_avx2.c: tiles of 2 rows x
- * up to 6 tokens, four accumulator passes, the 8-element tail steps and the
- * scalar remainder): every (row, token) output is bit for bit the one-token
+/* Decode-consistent blocks on AVX2 (core/gemv_multi_avx2.c: F32/F16/BF16 in
+ * tiles of 2 rows x up to 6 tokens, two or four accumulator passes, the
+ * 8-element tail steps and the scalar remainder; Q8_0 in tiles of 1 row x up
+ * to 8 tokens): every (row, token) output is bit for bit the one-token
  * product of that token, and the AVX2 vec_dot of that pair. Every m up to 17
  * (one, two and three token groups, uneven splits), n_in with every kind of
- * tail (only a remainder, 8-element steps, both), odd n_out (a last single
- * row, partial chunks), 1 and 2 threads. */
+ * tail (only a remainder, 8-element steps, both; Q8_0: 1 to 12 blocks), odd
+ * n_out (a last single row, partial chunks), 1 and 2 threads. */
 Test(matmul, consistent_blocks_avx2_are_the_one_token_dot, .init = use_avx2) {
     if (duet_cpu_simd_level() < DUET_SIMD_AVX2) cr_skip_test("no AVX2");
     cr_assert_eq(duet_simd_level(), DUET_SIMD_AVX2);
-    const duet_type types[] = {DUET_TYPE_F16, DUET_TYPE_F32, DUET_TYPE_BF16};
-    const int64_t n_ins[] = {5, 40, 59, 88, 200, 203, 384}, n_outs[] = {1, 37, 101};
+    const duet_type types[] = {DUET_TYPE_F16, DUET_TYPE_F32, DUET_TYPE_BF16, DUET_TYPE_Q8_0};
+    const int64_t n_ins_f[] = {5, 40, 59, 88, 200, 203, 384}, n_ins_q[] = {32, 64, 160, 384, 0, 0, 0};
+    const int64_t n_outs[] = {1, 37, 101};
     for (int nt = 1; nt <= 2; nt++) {
         duet_pool *pool = duet_pool_new(nt);
         cr_assert_not_null(pool);
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             const duet_vec_dot_fn dot = duet_vec_dot_get_level(types[ti], DUET_SIMD_AVX2);
-            for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++)
+            const int64_t *n_ins = types[ti] == DUET_TYPE_Q8_0 ? n_ins_q : n_ins_f;
+            for (size_t ni = 0; ni < sizeof n_ins_f / sizeof n_ins_f[0] && n_ins[ni]; ni++)
                 for (size_t no = 0; no < sizeof n_outs / sizeof n_outs[0]; no++)
                     for (int64_t m = 1; m <= 17; m++) {
                         problem p = make_problem(types[ti], m, n_ins[ni], n_outs[no]);

@@ -41,7 +41,7 @@
 #define PF_DIST 4096
 
 int duet_gemv_multi_supported(duet_type wt) {
-    return wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16;
+    return wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16 || wt == DUET_TYPE_Q8_0;
 }
 
 /* vecdot_avx2.c's hsum_ps8, operation for operation. */
@@ -194,14 +194,61 @@ TILES(f32, DUET_TYPE_F32)
 TILES(f16, DUET_TYPE_F16)
 TILES(bf16, DUET_TYPE_BF16)
 
-int64_t duet_gemv_multi_stride(int64_t n) { return (n + 7) / 8 * 8 + 8; }
+/* ---- Q8_0 ----
+ * dot_q8_0_avx2: per block, acc = fma(broadcast(f16(w.d) * f16(x.d)),
+ * float(sum of 8 lanes of pairs of pairs of |qw| * sign(qx, qw)), acc); then
+ * hsum_ps8(acc). One accumulator per (row, token) already; a tile of one row
+ * and up to 8 tokens loads each weight block, its |qw| and its scale once
+ * (the activation scales come widened, xd). */
+#define TQ_MAX 8
+
+static inline __attribute__((always_inline)) void tile_q8(const int T, int64_t nb, const block_q8_0 *w,
+                                                        const char *xq, size_t x_row, const float *xd, int64_t xs,
+                                                        float *y, int64_t ys) {
+    __m256 acc[TQ_MAX];
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[ib].qs);
+        const __m256i aw = _mm256_sign_epi8(qw, qw);
+        const float dw = _cvtsh_ss(w[ib].d);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8_0 *xb = (const block_q8_0 *)(xq + (size_t)t * x_row) + ib;
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, qw)), ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[t * xs + ib]), _mm256_cvtepi32_ps(p), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) y[t * ys] = hsum_ps8(acc[t]);
+}
+
+typedef void (*tile_q8_fn)(int64_t nb, const block_q8_0 *w, const char *xq, size_t x_row, const float *xd,
+                           int64_t xs, float *y, int64_t ys);
+#define TILE_Q8(T)                                                                                     \
+    static void tile_q8_0_##T(int64_t nb, const block_q8_0 *w, const char *xq, size_t x_row,           \
+                              const float *xd, int64_t xs, float *y, int64_t ys) {                     \
+        tile_q8(T, nb, w, xq, x_row, xd, xs, y, ys);                                                   \
+    }
+TILE_Q8(1) TILE_Q8(2) TILE_Q8(3) TILE_Q8(4) TILE_Q8(5) TILE_Q8(6) TILE_Q8(7) TILE_Q8(8)
+static const tile_q8_fn tiles_q8_0[TQ_MAX] = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4,
+                                              tile_q8_0_5, tile_q8_0_6, tile_q8_0_7, tile_q8_0_8};
+
+int64_t duet_gemv_multi_stride(duet_type wt, int64_t n) {
+    if (wt == DUET_TYPE_Q8_0) n /= QK8_0; /* one scale per block */
+    return (n + 7) / 8 * 8 + 8;
+}
 
 void duet_gemv_multi_widen_avx2(duet_type wt, const void *xq, float *xf, int64_t m, int64_t n) {
-    const int64_t xs = duet_gemv_multi_stride(n);
+    const int64_t xs = duet_gemv_multi_stride(wt, n);
     for (int64_t t = 0; t < m; t++) {
         float *d = xf + t * xs;
         int64_t i = 0;
-        if (wt == DUET_TYPE_F16) {
+        if (wt == DUET_TYPE_Q8_0) {
+            const block_q8_0 *s = (const block_q8_0 *)xq + t * (n / QK8_0);
+            for (; i < n / QK8_0; i++) d[i] = _cvtsh_ss(s[i].d);
+        } else if (wt == DUET_TYPE_F16) {
             const duet_fp16 *s = (const duet_fp16 *)xq + t * n;
             for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, load_w8(DUET_TYPE_F16, s, i));
             for (; i < n; i++) d[i] = load_w1(DUET_TYPE_F16, s, i);
@@ -216,9 +263,32 @@ void duet_gemv_multi_widen_avx2(duet_type wt, const void *xq, float *xf, int64_t
     }
 }
 
+/* Q8_0: groups of up to TQ_MAX tokens, one row at a time. */
+static void gemv_multi_q8_0(int64_t n, const void *w, size_t w_row, int64_t r0, int64_t r1, const float *xd,
+                            const void *xq, size_t x_row, int64_t m, float *y, int64_t n_out) {
+    const int64_t xs = duet_gemv_multi_stride(DUET_TYPE_Q8_0, n), groups = (m + TQ_MAX - 1) / TQ_MAX;
+    int64_t t0 = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t t1 = m * (g + 1) / groups;
+        const tile_q8_fn f = tiles_q8_0[t1 - t0 - 1];
+        for (int64_t r = r0; r < r1; r++) {
+            const char *wr = (const char *)w + (size_t)r * w_row;
+            if (g == 0)
+                for (size_t o = 0; o < w_row; o += 64) __builtin_prefetch(wr + PF_DIST + o, 0, 3);
+            f(n / QK8_0, (const block_q8_0 *)wr, (const char *)xq + (size_t)t0 * x_row, x_row, xd + t0 * xs, xs,
+              y + t0 * n_out + r, n_out);
+        }
+        t0 = t1;
+    }
+}
+
 void duet_gemv_multi_avx2(duet_type wt, int64_t n, const void *w, size_t w_row, int64_t r0, int64_t r1,
-                          const float *xf, int64_t m, float *y, int64_t n_out) {
-    const int64_t xs = duet_gemv_multi_stride(n);
+                          const float *xf, const void *xq, size_t x_row, int64_t m, float *y, int64_t n_out) {
+    if (wt == DUET_TYPE_Q8_0) {
+        gemv_multi_q8_0(n, w, w_row, r0, r1, xf, xq, x_row, m, y, n_out);
+        return;
+    }
+    const int64_t xs = duet_gemv_multi_stride(wt, n);
     const tile_fn(*tiles)[T_MAX] = wt == DUET_TYPE_F16 ? tiles_f16 : wt == DUET_TYPE_BF16 ? tiles_bf16 : tiles_f32;
     /* groups of at most T_MAX tokens, as even as possible (7 = 4 + 3, not 6 + 1) */
     const int64_t groups = (m + T_MAX - 1) / T_MAX;

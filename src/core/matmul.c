@@ -23,9 +23,9 @@
  * chunks, one row at a time for m == 1 (GEMV), in tiles of 4 rows x 4 tokens
  * otherwise. There, results equal vec_dot's within float summation noise.
  * Decode-consistent blocks (m > 1) take the one-token arithmetic per token:
- * F32/F16/BF16 on AVX2 in tiles of 2 rows x 6 tokens that repeat the AVX2
- * vec_dot bit for bit (gemv_multi_avx2.c), the other types a vec_dot per
- * (row, token). */
+ * F32/F16/BF16 on AVX2 in tiles of 2 rows x 6 tokens, Q8_0 in tiles of 1 row
+ * x 8 tokens, that repeat the AVX2 vec_dot bit for bit (gemv_multi_avx2.c),
+ * the other types a vec_dot per (row, token). */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -89,7 +89,8 @@ static void gemv_task(void *ctx, int ith, int nth) {
     int64_t r0, r1;
     if (j->xf) { /* the same arithmetic, each weight chunk widened once for several tokens */
         while ((r0 = take_chunk(j, &r1)) >= 0)
-            duet_gemv_multi_avx2(j->wt, j->n_in, j->w, j->w_row, r0, r1, j->xf, j->m, j->y, j->n_out);
+            duet_gemv_multi_avx2(j->wt, j->n_in, j->w, j->w_row, r0, r1, j->xf, j->xq, j->x_row, j->m, j->y,
+                                 j->n_out);
         return;
     }
     while ((r0 = take_chunk(j, &r1)) >= 0)
@@ -218,9 +219,9 @@ void duet_matmul(duet_pool *pool, float *y, duet_type wt, const void *w, const f
  *       stay; the packed sgemm (m >= SGEMM_MIN_M) is skipped;
  *   quantized types of duet_qgemm: its few-token kernels for any m, without
  *       the Q4_K pair arithmetic of llama.cpp's repacked GEMM;
- *   F32/F16/BF16 where the one-token GEMV runs the AVX2 vec_dot: that
- *       dot's arithmetic per (row, token), each weight chunk widened once
- *       for up to 6 tokens and 2 rows (gemv_multi_avx2.c);
+ *   F32/F16/BF16/Q8_0 where the one-token GEMV runs the AVX2 vec_dot: that
+ *       dot's arithmetic per (row, token), each weight chunk loaded once for
+ *       several tokens (gemv_multi_avx2.c);
  *   everything else: vec_dot per (row, token), as the m == 1 GEMV. */
 void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w, const float *x,
                     int64_t m, int64_t n_in, int64_t n_out, int consistent) {
@@ -271,7 +272,7 @@ void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w, cons
     }
     if (consistent && duet_gemv_multi_supported(wt) && duet_cpu_simd_level() >= DUET_SIMD_AVX2 &&
         j.dot == duet_vec_dot_get_level(wt, DUET_SIMD_AVX2)) {
-        float *xf = duet_scratch(DUET_SCRATCH_ACT_AUX, (size_t)(m * duet_gemv_multi_stride(n_in)) * sizeof(float));
+        float *xf = duet_scratch(DUET_SCRATCH_ACT_AUX, (size_t)(m * duet_gemv_multi_stride(wt, n_in)) * sizeof(float));
         if (xf) duet_gemv_multi_widen_avx2(wt, j.xq, xf, m, n_in);
         j.xf = xf; /* NULL: the per-token dots */
     }
