@@ -52,10 +52,11 @@ typedef enum duet_origin {
     DUET_BY_DRAFT_NGRAM = 2, /* drafted from n-grams of the text, kept by the LLM */
     DUET_BY_SLM = 3,         /* written by the small model alone (a cheaper tier, a routed request, deferral's own tokens) */
     DUET_BY_DEFER = 4,       /* token deferral: the SLM was unsure, the LLM supplied this token */
+    DUET_BY_FUSED = 5,       /* sampled from a combination of the models' distributions (fusion) */
     DUET_ORIGIN_COUNT
 } duet_origin;
 
-DUET_API const char *duet_origin_name(duet_origin o); /* "llm", "draft", "ngram", "slm", "defer" */
+DUET_API const char *duet_origin_name(duet_origin o); /* "llm", "draft", "ngram", "slm", "defer", "fused" */
 
 typedef struct duet_token_out {
     int32_t id;
@@ -266,6 +267,37 @@ DUET_API int duet_router_load(duet_router *r, const char *path, duet_err *err);
  * the LLM answered, stats->confidence the router's score. router is borrowed. */
 DUET_API int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *slm_leg,
                                  duet_strategy *llm_leg, duet_router *router, duet_err *err);
+
+/* ---- fusion: combine the models' next-token distributions at every step -------- */
+typedef enum {
+    DUET_FUSE_MIX = 0,   /* p = w p_LLM + (1 - w) p_SLM (a mixture of probabilities) */
+    DUET_FUSE_POE = 1,   /* log p ~ w log p_LLM + (1 - w) log p_SLM (product of experts) */
+    DUET_FUSE_CD = 2,    /* contrastive: log p_LLM - log p_SLM (Li et al. 2023), or with beta > 0
+                            (1 + beta) log p_LLM - beta log p_SLM (O'Brien & Lewis), over the
+                            plausible tokens p_LLM >= alpha max p_LLM; the rest are out */
+    DUET_FUSE_PROXY = 3, /* proxy-tuning: log p_LLM + log p_tuned - log p_base (Liu et al. 2024) */
+} duet_fuse_rule;
+
+typedef struct duet_fuse_params {
+    duet_fuse_rule rule;
+    float weight; /* MIX, POE: the LLM's weight in [0, 1] */
+    float alpha;  /* CD: plausibility, in [0, 1] */
+    float beta;   /* CD: 0 = Li et al.'s difference, > 0 = O'Brien & Lewis's weighting */
+} duet_fuse_params;
+
+DUET_API duet_fuse_params duet_fuse_default_params(duet_fuse_rule rule);
+DUET_API int duet_fuse_params_check(const duet_fuse_params *p, duet_err *err);
+/* The number of models a rule combines: 2, or 3 for PROXY (LLM, tuned, base). */
+DUET_API int duet_fuse_n_models(duet_fuse_rule rule);
+/* The combined row as log-scores (softmax them to sample; -INFINITY: out):
+ * logits: n models' rows (n_vocab each) in the rule's order. */
+DUET_API int duet_fuse_logits(float *out, const float *const *logits, int n_vocab, const duet_fuse_params *p,
+                              duet_err *err);
+/* Fusion decoding: every step evaluates one token on each model (their own
+ * KV caches, in one pass per model), combines the rows, samples. lms: the
+ * rule's models (LLM first; all one vocabulary). Tokens are DUET_BY_FUSED. */
+DUET_API int duet_strategy_fuse(duet_strategy **out, duet_lm *const *lms, int n_lms, duet_sampler *sampler,
+                                const duet_fuse_params *p, duet_err *err);
 
 /* ---- the driver: many requests stepped together ----------------------------- */
 typedef struct duet_driver duet_driver;

@@ -13,7 +13,7 @@ const char *duet_finish_name(duet_finish f) {
 }
 
 const char *duet_origin_name(duet_origin o) {
-    static const char *names[DUET_ORIGIN_COUNT] = {"llm", "draft", "ngram", "slm", "defer"};
+    static const char *names[DUET_ORIGIN_COUNT] = {"llm", "draft", "ngram", "slm", "defer", "fused"};
     return o >= 0 && o < DUET_ORIGIN_COUNT ? names[o] : "unknown";
 }
 
