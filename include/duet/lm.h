@@ -31,6 +31,9 @@ enum {
     DUET_LM_CAP_LOGITS = 1 << 0,   /* eval returns full logit rows */
     DUET_LM_CAP_SCORE = 1 << 1,    /* score: log-probabilities of given tokens + top-k */
     DUET_LM_CAP_GENERATE = 1 << 2, /* can continue a text on its own */
+    DUET_LM_CAP_TOPK = 1 << 3,     /* eval returns rows that hold only the top-k log-probabilities
+                                      (the rest -INFINITY): the argmax is exact, so greedy strategies
+                                      work; sampling from such rows would not follow the model */
 };
 
 typedef struct duet_lm duet_lm;
@@ -82,7 +85,11 @@ struct duet_lm {
     int owned;          /* free() also releases self */
 };
 
+/* Works for DUET_LM_CAP_LOGITS and DUET_LM_CAP_TOPK models. */
 DUET_API int duet_lm_eval(duet_lm *m, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err);
+/* 1 if eval gives rows a strategy can use with this sampler: full logits, or
+ * top-k rows with a greedy sampler; 0 with err saying why not. */
+DUET_API int duet_lm_rows_ok(const duet_lm *m, int greedy, duet_err *err);
 DUET_API int duet_lm_score(duet_lm *m, const int32_t *tok, int n, float *logprob, int top_k, int32_t *top_id,
                            float *top_lp, duet_err *err);
 DUET_API int duet_lm_rollback(duet_lm *m, int n_keep, duet_err *err);

@@ -161,8 +161,12 @@ int duet_strategy_defer(duet_strategy **out, duet_lm *slm, duet_lm *llm, duet_sa
     *out = NULL;
     if (!slm || !llm || !sampler) return duet_err_set(err, DUET_EINVAL, "defer: need an SLM, an LLM and a sampler");
     if (isnan(eta)) return duet_err_set(err, DUET_EINVAL, "defer: eta is not a number");
-    if (!(duet_lm_caps(slm) & DUET_LM_CAP_LOGITS) || !(duet_lm_caps(llm) & DUET_LM_CAP_LOGITS))
-        return duet_err_set(err, DUET_EUNSUPPORTED, "defer: both models must return logits");
+    if (!(duet_lm_caps(slm) & DUET_LM_CAP_LOGITS))
+        return duet_err_set(err, DUET_EUNSUPPORTED, "defer: the SLM %s must return full logits (its confidence)", slm->name);
+    if (!duet_lm_rows_ok(llm, duet_sampler_is_greedy(sampler), err)) {
+        duet_err_prefix(err, "defer");
+        return DUET_EUNSUPPORTED;
+    }
     if (slm->n_vocab != llm->n_vocab)
         return duet_err_set(err, DUET_EINVAL, "defer: the SLM's vocabulary (%d) is not the LLM's (%d)", slm->n_vocab,
                             llm->n_vocab);

@@ -5,9 +5,22 @@
 #include "duet/lm.h"
 
 int duet_lm_eval(duet_lm *m, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err) {
-    if (!(m->iface->caps & DUET_LM_CAP_LOGITS))
+    if (!(m->iface->caps & (DUET_LM_CAP_LOGITS | DUET_LM_CAP_TOPK)))
         return duet_err_set(err, DUET_EUNSUPPORTED, "%s: this model does not return logits", m->name);
     return m->iface->eval(m, tok, n, logits, n_logits, err);
+}
+
+int duet_lm_rows_ok(const duet_lm *m, int greedy, duet_err *err) {
+    const int caps = m->iface->caps;
+    if (caps & DUET_LM_CAP_LOGITS) return 1;
+    if ((caps & DUET_LM_CAP_TOPK) && greedy) return 1;
+    if (caps & DUET_LM_CAP_TOPK)
+        duet_err_set(err, DUET_EUNSUPPORTED,
+                     "%s answers only its top-k log-probabilities: exact for greedy decoding (temperature 0), "
+                     "not for sampling", m->name);
+    else
+        duet_err_set(err, DUET_EUNSUPPORTED, "%s does not return logits", m->name);
+    return 0;
 }
 
 int duet_lm_score(duet_lm *m, const int32_t *tok, int n, float *logprob, int top_k, int32_t *top_id, float *top_lp,

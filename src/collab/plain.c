@@ -86,8 +86,10 @@ static const duet_strategy_i plain_iface = {
 int duet_strategy_plain(duet_strategy **out, duet_lm *lm, duet_sampler *sampler, duet_err *err) {
     *out = NULL;
     if (!lm || !sampler) return duet_err_set(err, DUET_EINVAL, "generate: no model or no sampler");
-    if (!(duet_lm_caps(lm) & DUET_LM_CAP_LOGITS))
-        return duet_err_set(err, DUET_EUNSUPPORTED, "generate: %s does not return logits", lm->name);
+    if (!duet_lm_rows_ok(lm, duet_sampler_is_greedy(sampler), err)) {
+        duet_err_prefix(err, "generate");
+        return DUET_EUNSUPPORTED;
+    }
     if (duet_sampler_n_vocab(sampler) != lm->n_vocab)
         return duet_err_set(err, DUET_EINVAL, "generate: the sampler's vocabulary (%d) is not the model's (%d)",
                             duet_sampler_n_vocab(sampler), lm->n_vocab);

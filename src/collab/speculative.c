@@ -336,10 +336,11 @@ int duet_strategy_speculative(duet_strategy **out, duet_lm *target, duet_lm *dra
     if (rc < 0) return rc;
     if (!target || !sampler) return duet_err_set(err, DUET_EINVAL, "speculative: no target model or no sampler");
     if (par->use_model && !draft) return duet_err_set(err, DUET_EINVAL, "speculative: no draft model given");
-    if (!(duet_lm_caps(target) & DUET_LM_CAP_LOGITS))
-        return duet_err_set(err, DUET_EUNSUPPORTED, "speculative: the target %s does not return logits", target->name);
-    if (par->use_model && !(duet_lm_caps(draft) & DUET_LM_CAP_LOGITS))
-        return duet_err_set(err, DUET_EUNSUPPORTED, "speculative: the draft %s does not return logits", draft->name);
+    if (!duet_lm_rows_ok(target, duet_sampler_is_greedy(sampler), err) ||
+        (par->use_model && !duet_lm_rows_ok(draft, duet_sampler_is_greedy(sampler), err))) {
+        duet_err_prefix(err, "speculative");
+        return DUET_EUNSUPPORTED;
+    }
     if (par->use_model && draft->n_vocab > target->n_vocab)
         return duet_err_set(err, DUET_EINVAL, "speculative: draft vocabulary (%d) is larger than the target's (%d)",
                             draft->n_vocab, target->n_vocab);

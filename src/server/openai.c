@@ -222,14 +222,43 @@ static int parse_messages(const srv_config *c, const cJSON *root, srv_req *r, sr
     return rc;
 }
 
+/* cJSON ends a string at a NUL: a raw NUL byte (not valid JSON anyway) or a
+ * \u0000 escape would silently cut the text the client sent. */
+static long nul_at(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i]) return (long)i;
+        if (s[i] == '\\' && i + 1 < n) {
+            if (s[i + 1] == 'u' && i + 6 <= n && !memcmp(s + i + 2, "0000", 4)) return (long)i;
+            i++; /* the escaped character */
+        }
+    }
+    return -1;
+}
+
+struct cJSON *srv_parse_json(const char *body, size_t len, srv_error *e) {
+    memset(e, 0, sizeof *e);
+    if (!srv_utf8_valid(body, len)) return fail(e, 400, "", "the request body is not valid UTF-8"), NULL;
+    const long nul = nul_at(body, len);
+    if (nul >= 0) return fail(e, 400, "", "the request body holds a NUL character (byte %ld)", nul), NULL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    if (!root) return fail(e, 400, "", "the request body is not valid JSON (error near byte %ld)",
+                           cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - body) : 0L), NULL;
+    while (end && end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (end && end < body + len) {
+        cJSON_Delete(root);
+        return fail(e, 400, "", "the request body is not valid JSON (bytes after the value, at byte %ld)",
+                    (long)(end - body)), NULL;
+    }
+    return root;
+}
+
 int srv_parse_request(const srv_config *c, int chat, const char *body, size_t len, srv_req *r, srv_error *e) {
     memset(r, 0, sizeof *r);
     memset(e, 0, sizeof *e);
     r->chat = chat;
-    if (!srv_utf8_valid(body, len)) return fail(e, 400, "", "the request body is not valid UTF-8");
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!root) return fail(e, 400, "", "the request body is not valid JSON (error near byte %ld)",
-                           cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - body) : 0L);
+    cJSON *root = srv_parse_json(body, len, e);
+    if (!root) return -1;
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         fail(e, 400, "", "the request body must be a JSON object");
@@ -302,7 +331,9 @@ int srv_parse_request(const srv_config *c, int chat, const char *body, size_t le
         fail(e, 400, "n", "n x prompts = %d choices, at most %d", r->n * r->n_prompts, SRV_MAX_CHOICES);
         goto done;
     }
-    if (get_bool(root, "stream", &r->stream, e) || get_bool(root, "ignore_eos", &r->ignore_eos, e)) goto done;
+    if (get_bool(root, "stream", &r->stream, e) || get_bool(root, "ignore_eos", &r->ignore_eos, e) ||
+        get_bool(root, "return_tokens_as_token_ids", &r->ids_as_tokens, e))
+        goto done;
     const cJSON *so = field(root, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so)) {
@@ -365,8 +396,17 @@ char *srv_error_json(const srv_error *e) {
 /* ---- responses -------------------------------------------------------------- */
 
 /* A token's text as valid UTF-8 for JSON (its raw bytes may split a character). */
+/* With ids_as_tokens (vLLM's return_tokens_as_token_ids) a token is
+ * "token_id:N": what a client that maps tokens back to ids (duet's remote
+ * model) needs, since different ids can render as the same text. */
+static _Thread_local int ids_as_tokens; /* set per response by the thread building it */
+
 static cJSON *piece_string(const srv_config *c, int32_t id) {
     char buf[256], out[3 * 256 + 1];
+    if (ids_as_tokens) {
+        snprintf(out, sizeof out, "token_id:%d", (int)id);
+        return cJSON_CreateString(out);
+    }
     int n = duet_token_to_piece(c->models[0].vocab, id, buf, sizeof buf, DUET_DETOK_SPECIAL);
     if (n < 0) n = 0;
     if (n > (int)sizeof buf) n = sizeof buf;
@@ -547,6 +587,7 @@ static char *echo_text(const srv_config *c, const srv_req *r, int p) {
 
 char *srv_response_json(const srv_config *c, const srv_req *r, srv_job *const *jobs, int n_jobs, const char *id,
                         long created) {
+    ids_as_tokens = r->ids_as_tokens;
     cJSON *o = envelope(r, id, created, 0);
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     for (int i = 0; i < n_jobs; i++) {
@@ -642,6 +683,7 @@ static void emit_event(cJSON *o, char **out, size_t *len, size_t *cap) {
 int srv_stream_events(const srv_config *c, const srv_req *r, srv_job *j, int index, srv_stream_pos *pos,
                       const char *id, long created, char **out, size_t *len, size_t *cap) {
     int added = 0;
+    ids_as_tokens = r->ids_as_tokens;
     if (r->echo && !pos->echo_sent && (j->started || j->done)) { /* the prompt first */
         char *echo = echo_text(c, r, index / r->n);
         cJSON *o = envelope(r, id, created, 1);

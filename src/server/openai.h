@@ -25,6 +25,7 @@ typedef struct srv_req {
     char *stop[SRV_MAX_STOP];
     int n_stop;
     int stream, include_usage, echo, ignore_eos;
+    int ids_as_tokens;              /* return_tokens_as_token_ids (vLLM's): logprob tokens as "token_id:N" */
     int logprobs;                   /* -1: none; else top alternatives per token (0..20) */
 } srv_req;
 
@@ -43,6 +44,10 @@ int srv_profile_ctx(const srv_config *c, const srv_profile *p);
 
 /* 1 if s[0..n) is valid UTF-8. */
 int srv_utf8_valid(const char *s, size_t n);
+/* A request body as one JSON value (cJSON_Delete it), or NULL with e filled (400):
+ * not valid UTF-8, a NUL (raw or \u0000: cJSON would cut its string there), not
+ * JSON, or bytes after the value. */
+struct cJSON *srv_parse_json(const char *body, size_t len, srv_error *e);
 
 /* {"error": {"message", "type", "param", "code"}} (malloc'd). */
 char *srv_error_json(const srv_error *e);
