@@ -178,6 +178,9 @@ DUET_API int duet_chat_apply(duet_chat_template t, const duet_chat_msg *msgs, in
  * extra ids are padding the draft never needs). 0, or DUET_EINVAL with err
  * naming the first id that differs. */
 DUET_API int duet_vocab_check_compatible(const duet_vocab *target, const duet_vocab *draft, duet_err *err);
+/* Every end-of-generation id (duet_vocab_is_eog) into a malloc'd array
+ * (free with free()); returns the count, or DUET_ENOMEM. */
+DUET_API int duet_vocab_eog_ids(const duet_vocab *v, int32_t **out);
 
 #ifdef __cplusplus
 }

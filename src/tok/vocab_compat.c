@@ -1,5 +1,7 @@
-/* Can one model's vocabulary stand in for another's (speculative drafts,
- * fusion)? Token by token, the same text. */
+/* What collaboration asks of vocabularies: can one model's stand in for
+ * another's (speculative drafts, fusion)? token by token, the same text; and
+ * the ids that end a generation. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "duet/tok.h"
@@ -15,4 +17,16 @@ int duet_vocab_check_compatible(const duet_vocab *target, const duet_vocab *draf
             return duet_err_set(err, DUET_EINVAL, "token %d differs: target '%.40s', draft '%.40s'", i, a, b);
     }
     return 0;
+}
+
+int duet_vocab_eog_ids(const duet_vocab *v, int32_t **out) {
+    const int nv = duet_vocab_n(v);
+    int n = 0;
+    for (int i = 0; i < nv; i++) n += duet_vocab_is_eog(v, i) != 0;
+    *out = malloc(sizeof **out * (size_t)(n ? n : 1));
+    if (!*out) return DUET_ENOMEM;
+    n = 0;
+    for (int i = 0; i < nv; i++)
+        if (duet_vocab_is_eog(v, i)) (*out)[n++] = i;
+    return n;
 }
