@@ -260,3 +260,68 @@ Test(remote, a_stalled_server_trips_the_timeout_and_a_dead_one_the_breaker) {
     duet_remote_free(r);
     close(s);
 }
+
+/* The server dies in the middle of an answer: the local SLM finishes it
+ * from the text so far; every token is delivered once, the answer says it
+ * was degraded, and the breaker keeps later calls from waiting on the dead
+ * endpoint. */
+typedef struct {
+    collected c;
+    int kill_after;
+} killer;
+
+static int collect_then_kill(void *user, const duet_token_out *t) {
+    killer *k = user;
+    if (k->c.n < 128) k->c.ids[k->c.n++] = t->id;
+    if (k->c.n == k->kill_after) stop_server();
+    return 0;
+}
+
+Test(remote, the_server_killed_mid_answer_leaves_it_answered_degraded) {
+    char url[128];
+    start_server(url, sizeof url);
+    duet_err err = {0};
+    duet_vocab *v;
+    cr_assert_eq(duet_vocab_load_file(&v, LLM, &err), 0);
+    duet_remote_params p = duet_remote_default_params();
+    p.url = url, p.model = "llm", p.timeout_s = 5, p.retries = 1, p.connect_timeout_s = 1;
+    duet_remote *r;
+    cr_assert_eq(duet_remote_open(&r, &p, &err), 0);
+    duet_lm *rl, *sl;
+    cr_assert_eq(duet_lm_remote_new(&rl, r, duet_vocab_n(v), 512, "remote-llm", &err), 0);
+    duet_model *sm = load(DRAFT);
+    cr_assert_eq(duet_lm_local_new(&sl, sm, 256, "slm", &err), 0);
+    duet_sampler_params sp = duet_sampler_default_params();
+    sp.temp = 0;
+    duet_sampler *g1 = duet_sampler_new(&sp, duet_vocab_n(v)), *g2 = duet_sampler_new(&sp, duet_vocab_n(v));
+    duet_strategy *remote_plain, *local_plain, *fb;
+    cr_assert_eq(duet_strategy_plain(&remote_plain, rl, g1, &err), 0, "%s", err.msg);
+    cr_assert_eq(duet_strategy_plain(&local_plain, sl, g2, &err), 0);
+    cr_assert_eq(duet_strategy_fallback(&fb, remote_plain, local_plain, &err), 0);
+    const int32_t prompt[5] = {311, 260, 785, 338, 305};
+    killer k = {.kill_after = 6};
+    duet_request q = {.prompt = prompt, .n_prompt = 5, .max_new = 20, .emit = collect_then_kill, .user = &k};
+    cr_assert_eq(duet_run(fb, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+    cr_assert_eq(k.c.n, 20, "%d tokens delivered of 20", k.c.n);
+    duet_stats st;
+    duet_strategy_stats(fb, &st);
+    cr_assert_eq(st.degraded, 1);
+    cr_assert_eq(st.by_origin[DUET_BY_TARGET], 6, "the remote wrote %d tokens", st.by_origin[DUET_BY_TARGET]);
+    cr_assert_eq(st.by_origin[DUET_BY_SLM], 14);
+    cr_assert(duet_strategy_fallback_reason(fb) != NULL);
+    cr_log_info("degraded after 6 tokens: %s", duet_strategy_fallback_reason(fb));
+    /* the SLM's part continues the same text: equal to the SLM's greedy run from prompt + the 6 remote tokens */
+    int32_t ctx[11];
+    memcpy(ctx, prompt, sizeof prompt);
+    memcpy(ctx + 5, k.c.ids, sizeof(int32_t) * 6);
+    collected rest = {0};
+    duet_request q2 = {.prompt = ctx, .n_prompt = 11, .max_new = 14, .emit = collect, .user = &rest};
+    cr_assert_eq(duet_run(local_plain, &q2, &err), DUET_FINISH_LENGTH);
+    cr_assert_arr_eq(rest.ids, k.c.ids + 6, sizeof(int32_t) * 14);
+    duet_strategy_free(fb), duet_strategy_free(remote_plain), duet_strategy_free(local_plain);
+    duet_sampler_free(g1), duet_sampler_free(g2);
+    duet_lm_free(rl), duet_lm_free(sl);
+    duet_model_free(sm);
+    duet_remote_free(r);
+    duet_vocab_free(v);
+}

@@ -97,6 +97,7 @@ typedef struct duet_stats {
     long target_tokens, draft_tokens; /* tokens evaluated by each model */
     int escalated;                    /* cascade: tiers passed over (0: the first tier answered); route: 1 = sent to the LLM */
     int deferred;                     /* token deferral: tokens the LLM supplied */
+    int degraded;                     /* fallback: the primary failed and the fallback finished the answer */
     double confidence;                /* cascade: the deciding tier's confidence; route: the router's score */
     float signals[DUET_ROUTE_NSIG];   /* route: the request's signals (DUET_SIG_*) */
     double t_prefill;                 /* seconds of the prompt's pass */
@@ -131,6 +132,10 @@ typedef struct duet_strategy_i {
     int (*accept)(duet_strategy *s, duet_err *err);
     void (*stats)(const duet_strategy *s, duet_stats *out);
     void (*free)(duet_strategy *s);
+    /* Optional: a block this request asked for could not be evaluated (a
+     * remote model went away, ...). Return 0 to carry on -- the strategy
+     * asks anew in its next step -- or the error, which ends the request. */
+    int (*eval_failed)(duet_strategy *s, int rc, const duet_err *err);
 } duet_strategy_i;
 
 /* Every strategy's state begins with this (the implementation's struct
@@ -267,6 +272,17 @@ DUET_API int duet_router_load(duet_router *r, const char *path, duet_err *err);
  * the LLM answered, stats->confidence the router's score. router is borrowed. */
 DUET_API int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *slm_leg,
                                  duet_strategy *llm_leg, duet_router *router, duet_err *err);
+
+/* Offline fallback: the primary strategy (say, over a remote LLM) answers;
+ * if one of its evals fails, or it ends with an error, the fallback (the
+ * local SLM) carries on from the text so far -- the prompt plus every token
+ * already emitted -- for the tokens left. Nothing is lost or repeated;
+ * stats->degraded says it happened, the fallback's tokens are DUET_BY_SLM.
+ * Both strategies are borrowed. */
+DUET_API int duet_strategy_fallback(duet_strategy **out, duet_strategy *primary, duet_strategy *fallback,
+                                    duet_err *err);
+/* Why a fallback strategy's primary failed (NULL while it has not). */
+DUET_API const char *duet_strategy_fallback_reason(const duet_strategy *s);
 
 /* ---- fusion: combine the models' next-token distributions at every step -------- */
 typedef enum {

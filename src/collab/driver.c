@@ -16,6 +16,7 @@ struct duet_plan {
     duet_lm_block *blocks; /* (cap) */
     double **seconds;      /* (cap) where each block's pass time goes (may be NULL) */
     int *owner;            /* (cap) index of the request that asked */
+    uint8_t *failed;       /* (cap) the block could not be evaluated */
     int n, cap;
     int current;           /* the request whose step is running */
 };
@@ -40,12 +41,15 @@ int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_l
         if (s) p->seconds = s;
         int *o = realloc(p->owner, sizeof *o * (size_t)cap);
         if (o) p->owner = o;
-        if (!b || !s || !o) return DUET_ENOMEM;
+        uint8_t *f = realloc(p->failed, (size_t)cap);
+        if (f) p->failed = f;
+        if (!b || !s || !o || !f) return DUET_ENOMEM;
         p->cap = cap;
     }
     p->blocks[p->n] = (duet_lm_block){.lm = lm, .tokens = tok, .n = n, .n_logits = n_logits, .logits = logits};
     p->seconds[p->n] = seconds;
     p->owner[p->n] = p->current;
+    p->failed[p->n] = 0;
     p->n++;
     return 0;
 }
@@ -58,7 +62,7 @@ int duet_driver_new(duet_driver **out, duet_err *err) {
 void duet_driver_free(duet_driver *d) {
     if (!d) return;
     free(d->active);
-    free(d->plan.blocks), free(d->plan.seconds), free(d->plan.owner);
+    free(d->plan.blocks), free(d->plan.seconds), free(d->plan.owner), free(d->plan.failed);
     free(d);
 }
 
@@ -99,6 +103,15 @@ static void fail_request(duet_strategy *s, int rc, const duet_err *e) {
     s->finish = DUET_FINISH_ERROR;
 }
 
+/* A block of s could not be evaluated: the strategy may recover (eval_failed),
+ * else the request ends with the error. */
+static void block_failed(duet_plan *p, int i, duet_strategy *s, int rc, const duet_err *e) {
+    p->failed[i] = 1;
+    if (s->finish != DUET_FINISH_NONE) return;
+    if (s->iface->eval_failed && s->iface->eval_failed(s, rc, e) == 0) return;
+    fail_request(s, rc, e);
+}
+
 /* Evaluates the plan's blocks: one pass per engine (model), timed apart so
  * each block is charged the pass it was in. If an engine's pass fails, its
  * blocks are retried one request at a time (a failed pass changes nothing,
@@ -114,7 +127,7 @@ static void run_blocks(duet_driver *d) {
             double t0 = collab_now();
             int rc = duet_lm_eval_blocks(&p->blocks[i], 1, &e);
             if (p->seconds[i]) *p->seconds[i] = collab_now() - t0;
-            if (rc < 0) fail_request(d->active[p->owner[i]], rc, &e);
+            if (rc < 0) block_failed(p, i, d->active[p->owner[i]], rc, &e);
             d->passes++, d->blocks++;
         }
         return;
@@ -144,7 +157,7 @@ static void run_blocks(duet_driver *d) {
             rc = duet_lm_eval_blocks(&group[k], 1, &e);
             if (p->seconds[idx[k]]) *p->seconds[idx[k]] = collab_now() - t0;
             d->passes++;
-            if (rc < 0) fail_request(s, rc, &e);
+            if (rc < 0) block_failed(p, idx[k], s, rc, &e);
         }
     }
 }
@@ -171,9 +184,10 @@ int duet_driver_step(duet_driver *d, duet_err *err) {
     if (p->n) run_blocks(d);
     for (int r = 0; r < d->n_active; r++) {
         duet_strategy *s = d->active[r];
-        int asked = 0;
+        int asked = 0, failed = 0;
         for (int i = 0; i < p->n && !asked; i++) asked = p->owner[i] == r;
-        if (!asked || s->finish != DUET_FINISH_NONE) continue;
+        for (int i = 0; i < p->n; i++) failed |= p->owner[i] == r && p->failed[i];
+        if (!asked || failed || s->finish != DUET_FINISH_NONE) continue;
         duet_err e = {0};
         int rc = s->iface->accept(s, &e);
         if (rc < 0) fail_request(s, rc, &e);
