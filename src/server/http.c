@@ -379,10 +379,10 @@ static enum MHD_Result handle_health(srv_server *s, struct MHD_Connection *conn)
 
 /* llama.cpp's shapes: {"content", "add_special", "with_pieces"} -> {"tokens"}. */
 static enum MHD_Result handle_tokenize(srv_server *s, struct MHD_Connection *conn, const conn_ctx *cc) {
-    if (!srv_utf8_valid(cc->body ? cc->body : "", cc->len))
-        return send_error(s, conn, -1, 400, "", "the request body is not valid UTF-8");
-    cJSON *in = cJSON_ParseWithLength(cc->body ? cc->body : "", cc->len);
-    const cJSON *content = in ? cJSON_GetObjectItemCaseSensitive(in, "content") : NULL;
+    srv_error pe;
+    cJSON *in = srv_parse_json(cc->body ? cc->body : "", cc->len, &pe);
+    if (!in) return send_srv_error(s, conn, -1, &pe);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(in, "content");
     const cJSON *special = in ? cJSON_GetObjectItemCaseSensitive(in, "add_special") : NULL;
     const cJSON *pieces = in ? cJSON_GetObjectItemCaseSensitive(in, "with_pieces") : NULL;
     if (!cJSON_IsObject(in) || !cJSON_IsString(content) || (special && !cJSON_IsBool(special)) || (pieces && !cJSON_IsBool(pieces))) {
@@ -424,8 +424,10 @@ static enum MHD_Result handle_tokenize(srv_server *s, struct MHD_Connection *con
 }
 
 static enum MHD_Result handle_detokenize(srv_server *s, struct MHD_Connection *conn, const conn_ctx *cc) {
-    cJSON *in = cJSON_ParseWithLength(cc->body ? cc->body : "", cc->len);
-    const cJSON *toks = in ? cJSON_GetObjectItemCaseSensitive(in, "tokens") : NULL;
+    srv_error pe;
+    cJSON *in = srv_parse_json(cc->body ? cc->body : "", cc->len, &pe);
+    if (!in) return send_srv_error(s, conn, -1, &pe);
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(in, "tokens");
     if (!cJSON_IsObject(in) || !cJSON_IsArray(toks)) {
         cJSON_Delete(in);
         return send_error(s, conn, -1, 400, "tokens", "expected {\"tokens\": [ids]}");

@@ -379,13 +379,31 @@ done:
     return rc;
 }
 
+/* A copy of s with every byte that does not start a valid UTF-8 character as
+ * '?': messages quote the client's strings cut to a length ("%.64s"), and a
+ * cut can fall inside a character; JSON must stay valid UTF-8. */
+static void utf8_clean(char *dst, const char *s, size_t cap) {
+    size_t n = strlen(s), o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap;) {
+        size_t l = 1;
+        while (l <= 4 && i + l <= n && !srv_utf8_valid(s + i, l)) l++;
+        if (l > 4 || i + l > n) dst[o++] = '?', i++;
+        else if (o + l < cap) memcpy(dst + o, s + i, l), o += l, i += l;
+        else break;
+    }
+    dst[o] = 0;
+}
+
 char *srv_error_json(const srv_error *e) {
+    char msg[sizeof e->message], param[sizeof e->param];
+    utf8_clean(msg, e->message, sizeof msg);
+    utf8_clean(param, e->param, sizeof param);
     cJSON *o = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(err, "message", e->message);
+    cJSON_AddStringToObject(err, "message", msg);
     const char *type = e->status == 401 ? "authentication_error" : e->status == 404 ? "not_found_error"
                      : e->status == 503 ? "server_overloaded" : e->status >= 500 ? "server_error" : "invalid_request_error";
     cJSON_AddStringToObject(err, "type", type);
-    if (e->param[0]) cJSON_AddStringToObject(err, "param", e->param);
+    if (param[0]) cJSON_AddStringToObject(err, "param", param);
     else cJSON_AddNullToObject(err, "param");
     cJSON_AddNumberToObject(err, "code", e->status);
     char *s = cJSON_PrintUnformatted(o);

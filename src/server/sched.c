@@ -163,10 +163,10 @@ static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_sta
         if (j->n_tok == 0) j->http_status = http_status;
     }
     j->t_end = now_s();
+    srv_metrics_job(s->metrics, s->cfg, j); /* before done: a client that has its answer sees it in /metrics */
     j->done = 1;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    srv_metrics_job(s->metrics, s->cfg, j);
     duet_strategy_free(sl->strat);
     duet_strategy_free(sl->legs[0]), duet_strategy_free(sl->legs[1]);
     duet_sampler_free(sl->sampler), duet_sampler_free(sl->leg_sampler);
@@ -316,10 +316,11 @@ static void *sched_main(void *arg) {
             if (s->slots[i].job) continue;
             s->slots[i].job = s->queue[s->q_head];
             s->slots[i].job->slot = i;
-            s->q_head = (s->q_head + 1) % s->cfg->queue;
+            s->q_head = (s->q_head + 1) % s->q_cap;
             s->q_len--;
             started[n_started++] = i;
         }
+        s->n_idle = n_slots - busy - n_started;
         pthread_mutex_lock(&s->metrics->mu);
         s->metrics->queue_depth = s->q_len;
         pthread_mutex_unlock(&s->metrics->mu);
@@ -336,6 +337,9 @@ static void *sched_main(void *arg) {
                 check_slot(s, &s->slots[i], now);
                 active += s->slots[i].job != NULL;
             }
+        pthread_mutex_lock(&s->mu);
+        s->n_idle = n_slots - active;
+        pthread_mutex_unlock(&s->mu);
         pthread_mutex_lock(&s->metrics->mu);
         s->metrics->active = active;
         pthread_mutex_unlock(&s->metrics->mu);
@@ -349,7 +353,9 @@ int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err) 
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (c->queue < 1) c->queue = 1;
-    s->queue = calloc((size_t)c->queue, sizeof *s->queue);
+    s->q_cap = c->queue + c->slots;
+    s->n_idle = c->slots;
+    s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->slots = calloc((size_t)c->slots, sizeof *s->slots);
     if (!s->queue || !s->slots) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory for %d slots", c->slots);
     int rc = duet_driver_new(&s->driver, err);
@@ -393,7 +399,7 @@ void srv_sched_stop(srv_sched *s) {
     }
     while (s->q_len > 0) {
         srv_job *j = s->queue[s->q_head];
-        s->q_head = (s->q_head + 1) % s->cfg->queue;
+        s->q_head = (s->q_head + 1) % s->q_cap;
         s->q_len--;
         pthread_mutex_lock(&j->mu);
         j->done = 1, j->finish = "error", j->http_status = 503;
@@ -411,14 +417,16 @@ void srv_sched_stop(srv_sched *s) {
 
 int srv_sched_submit(srv_sched *s, srv_job *j) {
     pthread_mutex_lock(&s->mu);
-    if (s->q_len == s->cfg->queue || s->stop) {
+    /* --queue counts the jobs waiting for a busy slot: a job that an idle slot
+     * is about to take (the scheduler has not woken yet) is not waiting */
+    if (s->q_len >= s->cfg->queue + s->n_idle || s->stop) {
         pthread_mutex_unlock(&s->mu);
         return DUET_ERANGE;
     }
     pthread_mutex_lock(&j->mu);
     j->refs++;
     pthread_mutex_unlock(&j->mu);
-    s->queue[(s->q_head + s->q_len) % s->cfg->queue] = j;
+    s->queue[(s->q_head + s->q_len) % s->q_cap] = j;
     s->q_len++;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);

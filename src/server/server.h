@@ -175,8 +175,10 @@ typedef struct srv_sched {
     pthread_t thread;
     pthread_mutex_t mu;          /* the queue and stop flag */
     pthread_cond_t cv;
-    srv_job **queue;             /* (cfg->queue) waiting jobs, FIFO */
+    srv_job **queue;             /* (q_cap) waiting jobs, FIFO */
     int q_head, q_len;
+    int q_cap;                   /* cfg->queue + cfg->slots: room for the jobs idle slots are about to take */
+    int n_idle;                  /* slots without a job at the scheduler's last look (under mu) */
     int stop;
     srv_slot *slots;             /* (cfg->slots) */
     /* route profiles: one online-recalibrated router per (profile, share) asked for */
