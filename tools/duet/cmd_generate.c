@@ -1,5 +1,6 @@
 /* duet generate: one request through a strategy (plain, or speculative with
- * --draft), run by the strategy driver, streamed as text. */
+ * --draft; route, cascade or defer with --strategy and --slm), run by the
+ * strategy driver, streamed as text. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +24,13 @@ static const char usage_head[] =
     "  Plain generation, or speculative decoding with --draft (the SLM or n-grams draft, the\n"
     "  model verifies: greedy output is identical, sampled output follows the model exactly).\n"
     "  One stats line goes to stderr (with the finish reason: stop, length); --json prints one\n"
-    "  object instead. A generation that fills the context ends with finish reason 'length'.\n";
+    "  object instead. A generation that fills the context ends with finish reason 'length'.\n"
+    "  --strategy route|cascade|defer --slm SLM: the small model and -m's model collaborate: route\n"
+    "  (the SLM's signals over the prompt decide which one answers: --router FILE from duet route-fit,\n"
+    "  or --threshold T on the mean entropy), cascade (the SLM answers; the model answers instead when\n"
+    "  the SLM's mean token log-probability is below --threshold T), defer (the model supplies each\n"
+    "  token where the SLM's top probability is below --eta E). With --draft the model's leg of route\n"
+    "  and cascade is speculative.\n";
 
 typedef struct {
     duet_vocab *vocab;        /* NULL: print ids */
@@ -130,10 +137,25 @@ static uint64_t fresh_seed(void) {
 typedef struct {
     const char *model, *prompt, *file, *tokens, *draft, *chat_template;
     int n_new, threads, ctx, chat, stats, json, ignore_eos, seed_set, spec_mode, kv;
+    const char *slm, *router; /* --strategy route|cascade|defer */
+    int strategy, threshold_set;
+    float eta, threshold;
     char *prompt_owned; /* -f FILE or -p - */
     duet_sampler_params sp;
     duet_spec_params spec;
 } gen_args;
+
+/* a number, inf or -inf (-inf: never escalate/route, inf: always) */
+static int parse_threshold(const char *v, void *dest) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno == ERANGE || x != x) return -1;
+    *(float *)dest = (float)x;
+    return 0;
+}
+
+enum { GEN_PLAIN, GEN_ROUTE, GEN_CASCADE, GEN_DEFER };
 
 static int parse_args(int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
@@ -142,6 +164,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     a->sp = duet_sampler_default_params();
     a->spec = duet_spec_default_params();
     a->spec_mode = 1;
+    a->eta = 0.5f;
+    static const char *const strategies[] = {"plain", "route", "cascade", "defer", NULL};
     static const char *const kv_types[] = {"f16", "f32", NULL};
     static const char *const spec_modes[] = {"fixed", "adaptive", NULL};
     const duet_opt opts[] = {
@@ -178,6 +202,16 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         DUET_OPT_CHOICE("spec", 0, &a->spec_mode, spec_modes,
                         "fixed length, or adaptive: the length maximising expected tokens/s (default)"),
         DUET_OPT_FLAG("stats", 0, &a->stats, "also the acceptance per draft position"),
+        DUET_OPT_CHOICE("strategy", 0, &a->strategy, strategies,
+                        "plain (default: speculative with --draft), route, cascade or defer (need --slm)"),
+        DUET_OPT_STR("slm", 0, &a->slm, "SLM", "the small model of route, cascade and defer"),
+        DUET_OPT_STR("router", 0, &a->router, "FILE", "route: a router written by duet route-fit"),
+        {.name = "threshold", .type = DUET_OPTT_CUSTOM, .dest = &a->threshold, .parse = parse_threshold,
+         .given = &a->threshold_set, .arg = "a number, inf or -inf",
+         .help = "route: to the model when the SLM's mean entropy (or the router's score) > T; "
+                 "cascade: escalate when the SLM's mean token log-probability < T"},
+        DUET_OPT_FLOAT("eta", 0, &a->eta, -1, 2, "E", "defer: the model supplies tokens where the SLM's top "
+                                                      "probability < E (default 0.5)"),
         DUET_OPT_FLAG("json", 0, &a->json, "print one JSON object (text, ids, stats) instead of streaming"),
         DUET_OPT_END,
     };
@@ -187,6 +221,16 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     if ((a->prompt != NULL) + (a->file != NULL) + (a->tokens != NULL) != 1)
         return duet_opts_error("generate", "need exactly one of -p TEXT, -f FILE or --tokens IDS");
     if (a->chat_template) a->chat = 1;
+    if (a->strategy != GEN_PLAIN && !a->slm)
+        return duet_opts_error("generate", "--strategy %s needs --slm SLM", strategies[a->strategy]);
+    if (a->strategy == GEN_PLAIN && (a->slm || a->router || a->threshold_set))
+        return duet_opts_error("generate", "--slm, --router and --threshold need --strategy route, cascade or defer");
+    if (a->strategy == GEN_DEFER && a->draft) return duet_opts_error("generate", "--strategy defer takes no --draft");
+    if (a->strategy == GEN_ROUTE && !a->router && !a->threshold_set)
+        return duet_opts_error("generate", "--strategy route needs --router FILE or --threshold T");
+    if (a->strategy == GEN_CASCADE && !a->threshold_set)
+        return duet_opts_error("generate", "--strategy cascade needs --threshold T");
+    if (a->router && a->strategy != GEN_ROUTE) return duet_opts_error("generate", "--router is for --strategy route");
     if (!a->seed_set) a->sp.seed = fresh_seed();
     a->spec.adaptive = a->spec_mode == 1;
     if (a->file || (a->prompt && !strcmp(a->prompt, "-"))) {
@@ -334,6 +378,14 @@ int cmd_generate(int argc, char **argv) {
     duet_strategy *strat = NULL;
     int32_t *prompt = NULL, *stop = NULL;
     sink k = {0};
+    /* --strategy route|cascade|defer: the SLM, its leg, the collaborating strategy */
+    duet_model *sm = NULL;
+    duet_lm *sl = NULL;
+    duet_vocab *sv = NULL;
+    duet_sampler *ssmp = NULL;
+    duet_strategy *sleg = NULL, *collab = NULL;
+    duet_router router;
+    duet_router_init(&router, DUET_ROUTER_THRESHOLD);
 
     duet_model_params mp = duet_model_default_params();
     mp.n_threads = a.threads;
@@ -356,6 +408,15 @@ int cmd_generate(int argc, char **argv) {
         if (load_model(&dm, tv ? &dv : NULL, draft_model, &dp, &err) < 0) goto fail;
         if (tv && dv && duet_vocab_check_compatible(tv, dv, &err) < 0) {
             fprintf(stderr, "duet generate: draft and target vocabularies differ: %s\n", err.msg);
+            goto done;
+        }
+    }
+    if (a.slm) {
+        duet_model_params sp = mp;
+        sp.pool = duet_model_pool(tm);
+        if (load_model(&sm, tv ? &sv : NULL, a.slm, &sp, &err) < 0) goto fail;
+        if (tv && sv && duet_vocab_check_compatible(tv, sv, &err) < 0) {
+            fprintf(stderr, "duet generate: the SLM's and the model's vocabularies differ: %s\n", err.msg);
             goto done;
         }
     }
@@ -386,6 +447,25 @@ int cmd_generate(int argc, char **argv) {
     }
     rc = a.draft ? duet_strategy_speculative(&strat, tl, dl, smp, &a.spec, &err)
                  : duet_strategy_plain(&strat, tl, smp, &err);
+    if (rc == 0 && sm) { /* the SLM collaborates; strat is the model's leg */
+        int sctx = duet_lm_n_ctx(tl), s_train = duet_model_hparams(sm)->n_ctx_train;
+        if (s_train > 0 && s_train < sctx) sctx = s_train;
+        if (duet_lm_local_new(&sl, sm, sctx, "slm", &err) < 0) goto fail;
+        if (a.strategy == GEN_DEFER) {
+            rc = duet_strategy_defer(&collab, sl, tl, smp, a.eta, &err);
+        } else {
+            rc = duet_sampler_new_checked(&ssmp, &a.sp, duet_model_n_vocab(sm), &err);
+            if (rc == 0) rc = duet_strategy_plain(&sleg, sl, ssmp, &err);
+            if (rc == 0 && a.strategy == GEN_ROUTE) {
+                if (a.router) rc = duet_router_load(&router, a.router, &err);
+                if (rc == 0 && a.threshold_set) router.threshold = a.threshold;
+                if (rc == 0) rc = duet_strategy_route(&collab, sl, sleg, strat, &router, &err);
+            } else if (rc == 0) {
+                duet_strategy *tiers[2] = {sleg, strat};
+                rc = duet_strategy_cascade(&collab, tiers, &a.threshold, 2, 0, &err);
+            }
+        }
+    }
     if (rc < 0) {
         fprintf(stderr, "duet generate: %s\n", err.msg);
         status = rc == DUET_EINVAL ? 2 : 1;
@@ -403,7 +483,8 @@ int cmd_generate(int argc, char **argv) {
 
     duet_request req = {.prompt = prompt, .n_prompt = n_prompt, .max_new = a.n_new, .stop_ids = stop,
                         .n_stop_ids = n_stop, .emit = on_token, .user = &k};
-    rc = duet_run(strat, &req, &err);
+    duet_strategy *run = collab ? collab : strat;
+    rc = duet_run(run, &req, &err);
     if (k.detok) {
         size_t n;
         const char *s = duet_detok_stream_flush(k.detok, &n);
@@ -411,7 +492,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (rc < 0) goto fail;
     duet_stats ss;
-    duet_strategy_stats(strat, &ss);
+    duet_strategy_stats(run, &ss);
     if (a.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "text", k.text ? k.text : "");
@@ -420,6 +501,18 @@ int cmd_generate(int argc, char **argv) {
         cJSON_AddStringToObject(o, "finish_reason", duet_finish_name(ss.finish));
         cJSON *st = cJSON_AddObjectToObject(o, "stats");
         print_stats_json(st, &a, a.draft != NULL, &ss);
+        if (collab) { /* who answered */
+            cJSON_AddStringToObject(st, "strategy", duet_strategy_name(collab));
+            if (a.strategy == GEN_DEFER) cJSON_AddNumberToObject(st, "deferred", ss.deferred);
+            else cJSON_AddStringToObject(st, "answered_by", ss.escalated ? "llm" : "slm");
+            if (a.strategy != GEN_DEFER) cJSON_AddNumberToObject(st, a.strategy == GEN_ROUTE ? "score" : "confidence",
+                                                                 ss.confidence);
+            if (!cJSON_GetObjectItem(st, "tokens_by_origin")) {
+                cJSON *by = cJSON_AddObjectToObject(st, "tokens_by_origin");
+                for (int i = 0; i < DUET_ORIGIN_COUNT; i++)
+                    cJSON_AddNumberToObject(by, duet_origin_name(i), ss.by_origin[i]);
+            }
+        }
         char *js = cJSON_PrintUnformatted(o);
         printf("%s\n", js);
         free(js);
@@ -427,6 +520,13 @@ int cmd_generate(int argc, char **argv) {
     } else {
         printf("\n");
         print_stats_line(&a, a.draft != NULL, &ss);
+        if (collab && a.strategy == GEN_DEFER)
+            fprintf(stderr, "[%s] eta %g: the model supplied %d of %d tokens\n", duet_strategy_name(collab), a.eta,
+                    ss.deferred, ss.n_generated);
+        else if (collab)
+            fprintf(stderr, "[%s] answered by the %s (%s %.4g)\n", duet_strategy_name(collab),
+                    ss.escalated ? "model (llm)" : "slm", a.strategy == GEN_ROUTE ? "router score" : "slm confidence",
+                    ss.confidence);
     }
     status = 0;
     goto done;
@@ -441,12 +541,19 @@ done:
     free(k.ids);
     free(k.text);
     duet_detok_stream_free(k.detok);
+    duet_strategy_free(collab);
+    duet_strategy_free(sleg);
     duet_strategy_free(strat);
+    duet_sampler_free(ssmp);
     duet_sampler_free(smp);
+    duet_router_free(&router);
+    duet_lm_free(sl);
     duet_lm_free(dl);
     duet_lm_free(tl);
+    duet_vocab_free(sv);
     duet_vocab_free(dv);
     duet_vocab_free(tv);
+    duet_model_free(sm);
     duet_model_free(dm);
     duet_model_free(tm);
     return status;

@@ -17,7 +17,9 @@
     X(tokenizer_train, "train a byte-level BPE tokenizer (duet tokenizer-train)")     \
     X(train, "train a llama model from scratch or fine-tune one")                     \
     X(distill, "distill a student from a teacher model")                              \
-    X(serve, "OpenAI-compatible server with collaboration profiles and a playground")
+    X(serve, "OpenAI-compatible server with collaboration profiles and a playground") \
+    X(eval, "accuracy of a strategy (slm, llm, route, cascade, defer) on cloze items")   \
+    X(route_fit, "fit and calibrate a router on labelled items (duet route-fit)")
 
 #define DUET_DECLARE_CMD(name, help) int cmd_##name(int argc, char **argv) __attribute__((weak));
 DUET_COMMANDS(DUET_DECLARE_CMD)
