@@ -115,7 +115,7 @@ static void check_mixed(const char *target, const char *draft, int n_new) {
     for (int i = 0; i < 8; i++) {
         prompt_of(i, prompts[i], &n_prompt[i]);
         make(&solo[i], &setups[i], tm, dm, n_ctx, 100 + (uint64_t)i);
-        duet_request req = {.prompt = prompts[i], .n_prompt = n_prompt[i], .max_new = n_new - i * 3,
+        duet_request req = {.prompt = prompts[i], .n_prompt = n_prompt[i], .max_new = n_new - i,
                             .emit = collect, .user = &solo[i].out};
         int rc = duet_run(solo[i].st, &req, &err);
         cr_assert(rc >= 0, "solo %d: %s", i, err.msg);
@@ -125,7 +125,7 @@ static void check_mixed(const char *target, const char *draft, int n_new) {
     cr_assert_eq(duet_driver_new(&d, &err), 0);
     for (int i = 0; i < 8; i++) {
         make(&batch[i], &setups[i], tm, dm, n_ctx, 100 + (uint64_t)i);
-        duet_request req = {.prompt = prompts[i], .n_prompt = n_prompt[i], .max_new = n_new - i * 3,
+        duet_request req = {.prompt = prompts[i], .n_prompt = n_prompt[i], .max_new = n_new - i,
                             .emit = collect, .user = &batch[i].out};
         cr_assert_eq(duet_strategy_reset(batch[i].st, &req, &err), 0, "%s", err.msg);
         cr_assert_eq(duet_driver_add(d, batch[i].st, &err), 0);
