@@ -33,6 +33,10 @@ static void teardown(void) { su_kill_all(); }
 
 TestSuite(server, .init = setup, .fini = teardown, .timeout = 300);
 
+/* Generation lengths: the sanitizer build (a Debug server under ASan, ~30x
+ * slower) runs the same cases on shorter texts. */
+#define TOK(n) (SANITIZED ? ((n) + 2) / 3 : (n))
+
 /* ---- HTTP ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -418,7 +422,7 @@ Test(server, stream_equals_whole) {
         for (int chat = 0; chat < 2; chat++)
             for (int q = 0; q < 2; q++) {
                 const char *path = chat ? "/v1/chat/completions" : "/v1/completions";
-                cJSON *o = post_ok(&srv, path, body_for(profiles[p], chat, prompts[q], 60));
+                cJSON *o = post_ok(&srv, path, body_for(profiles[p], chat, prompts[q], TOK(60)));
                 char *whole = choice_text(o, 0);
                 const char *fin = str_at(choice(o, 0), "finish_reason");
                 char *whole_finish = strdup(fin ? fin : "");
@@ -426,7 +430,7 @@ Test(server, stream_equals_whole) {
                                                                    "completion_tokens")->valueint;
                 cJSON_Delete(o);
                 sse s;
-                hres r = post_stream(&srv, path, body_for(profiles[p], chat, prompts[q], 60), &s);
+                hres r = post_stream(&srv, path, body_for(profiles[p], chat, prompts[q], TOK(60)), &s);
                 char *finish;
                 char *streamed = sse_text(&s, 0, &finish);
                 cr_assert_str_eq(streamed, whole, "%s %s '%s': streamed text differs", profiles[p], path, prompts[q]);
@@ -452,13 +456,14 @@ Test(server, stream_equals_whole) {
 Test(server, speculative_greedy_equals_llm) {
     su_start(&srv, NULL);
     const char *prompts[] = {"once upon a time", "lily and her mom went to the park. they saw", "the sun was"};
-    const char *profiles[] = {"duet-spec", "duet-spec-k3", "duet-spec-ngram", "duet-spec-ngram-k2"};
+    const char *profiles[] = {"duet-spec", "duet-spec-ngram", "duet-spec-k3", "duet-spec-ngram-k2"};
+    const int n_prompts = SANITIZED ? 1 : 3, n_profiles = SANITIZED ? 2 : 4;
     for (int chat = 0; chat < 2; chat++)
-        for (int q = 0; q < 3; q++) {
-            char *ref = greedy(&srv, "llm", chat, prompts[q], 120);
+        for (int q = 0; q < n_prompts; q++) {
+            char *ref = greedy(&srv, "llm", chat, prompts[q], TOK(120));
             cr_assert(strlen(ref) > 20, "llm: '%s'", ref);
-            for (int p = 0; p < 4; p++) {
-                char *t = greedy(&srv, profiles[p], chat, prompts[q], 120);
+            for (int p = 0; p < n_profiles; p++) {
+                char *t = greedy(&srv, profiles[p], chat, prompts[q], TOK(120));
                 cr_assert_str_eq(t, ref, "%s (chat %d) '%s' differs from llm", profiles[p], chat, prompts[q]);
                 free(t);
             }
@@ -578,7 +583,7 @@ typedef struct {
 
 static void *run_job(void *arg) {
     job *j = arg;
-    cJSON *b = body_for(j->model, j->chat, j->prompt, 48);
+    cJSON *b = body_for(j->model, j->chat, j->prompt, TOK(48));
     if (j->stream) cJSON_AddBoolToObject(b, "stream", 1);
     cJSON_AddBoolToObject(b, "ignore_eos", 1);
     char *body = cJSON_PrintUnformatted(b);
@@ -617,7 +622,7 @@ Test(server, eight_concurrent_requests_equal_their_solo_text) {
     const double t0 = su_now();
     for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, run_job, &con[i]);
     for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
-    cr_log_info("8 concurrent requests (48 tokens each) took %.2f s", su_now() - t0);
+    cr_log_info("8 concurrent requests (%d tokens each) took %.2f s", TOK(48), su_now() - t0);
     for (int i = 0; i < 8; i++) {
         cr_assert_eq(con[i].status, 200, "concurrent request %d: %ld", i, con[i].status);
         char *a = solo[i].text, *b = con[i].text;
@@ -831,11 +836,14 @@ typedef struct {
     hres r;
 } flood;
 
+#define FLOOD_TOKENS TOK(300)
+
 static void *run_flood(void *arg) {
     flood *f = arg;
-    f->r = http_ex(f->s, "POST", "/v1/completions",
-                   "{\"model\": \"llm\", \"prompt\": \"once upon a time\", \"max_tokens\": 300, \"ignore_eos\": true, "
-                   "\"temperature\": 0}", -1, NULL, 0, 0);
+    char body[256];
+    snprintf(body, sizeof body, "{\"model\": \"llm\", \"prompt\": \"once upon a time\", \"max_tokens\": %d, "
+             "\"ignore_eos\": true, \"temperature\": 0}", FLOOD_TOKENS);
+    f->r = http_ex(f->s, "POST", "/v1/completions", body, -1, NULL, 0, 0);
     return NULL;
 }
 
@@ -852,7 +860,7 @@ Test(server, full_queue_is_503_with_retry_after) {
             ok++;
             cJSON *o = parse(&f[i].r);
             cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "usage"),
-                                                          "completion_tokens")->valueint, 300);
+                                                          "completion_tokens")->valueint, FLOOD_TOKENS);
             cJSON_Delete(o);
         } else {
             busy++;
@@ -876,7 +884,7 @@ Test(server, stop_strings) {
     su_start(&srv, NULL);
     for (int chat = 0; chat < 2; chat++) {
         const char *model = chat ? "duet-spec" : "llm";
-        char *full = greedy(&srv, model, chat, "once upon a time, there was a little girl", 80);
+        char *full = greedy(&srv, model, chat, "once upon a time, there was a little girl", TOK(80));
         /* stop at a piece of text that is in the middle of the answer */
         const size_t L = strlen(full);
         cr_assert(L > 40, "%s", full);
@@ -887,7 +895,7 @@ Test(server, stop_strings) {
         memcpy(stop, full + at, 5), stop[5] = 0;
         const size_t first = (size_t)(strstr(full, stop) - full);
         for (int stream = 0; stream < 2; stream++) {
-            cJSON *b = body_for(model, chat, "once upon a time, there was a little girl", 80);
+            cJSON *b = body_for(model, chat, "once upon a time, there was a little girl", TOK(80));
             cJSON *arr = cJSON_AddArrayToObject(b, "stop");
             cJSON_AddItemToArray(arr, cJSON_CreateString("zzzq"));
             cJSON_AddItemToArray(arr, cJSON_CreateString(stop));
@@ -917,7 +925,7 @@ Test(server, n_with_seed) {
     su_start(&srv, NULL);
     char *texts[2][2];
     for (int rep = 0; rep < 2; rep++) {
-        cJSON *b = body_for("llm", 0, "once upon a time", 32);
+        cJSON *b = body_for("llm", 0, "once upon a time", TOK(32));
         cJSON_ReplaceItemInObject(b, "temperature", cJSON_CreateNumber(1.0));
         cJSON_AddNumberToObject(b, "n", 2);
         cJSON_AddNumberToObject(b, "seed", 1234);
@@ -929,14 +937,14 @@ Test(server, n_with_seed) {
             texts[rep][i] = choice_text(o, i);
         }
         cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "usage"),
-                                                      "completion_tokens")->valueint, 64);
+                                                      "completion_tokens")->valueint, 2 * TOK(32));
         cJSON_Delete(o);
     }
     cr_assert_str_eq(texts[0][0], texts[1][0], "the same seed gives the same choices");
     cr_assert_str_eq(texts[0][1], texts[1][1]);
     cr_assert_str_neq(texts[0][0], texts[0][1], "the two choices sample apart");
     /* streamed with n=2: the same two texts */
-    cJSON *b = body_for("llm", 0, "once upon a time", 32);
+    cJSON *b = body_for("llm", 0, "once upon a time", TOK(32));
     cJSON_ReplaceItemInObject(b, "temperature", cJSON_CreateNumber(1.0));
     cJSON_AddNumberToObject(b, "n", 2);
     cJSON_AddNumberToObject(b, "seed", 1234);
@@ -1005,7 +1013,7 @@ Test(server, prompt_as_strings_and_token_ids) {
 Test(server, include_usage_and_provenance) {
     su_start(&srv, NULL);
     for (int chat = 0; chat < 2; chat++) {
-        cJSON *b = body_for("duet-spec", chat, "once upon a time, there was a little girl named lily", 64);
+        cJSON *b = body_for("duet-spec", chat, "once upon a time, there was a little girl named lily", TOK(64));
         cJSON_AddBoolToObject(b, "ignore_eos", 1);
         cJSON_AddItemToObject(b, "stream_options", cJSON_Parse("{\"include_usage\": true}"));
         sse s;
@@ -1015,10 +1023,10 @@ Test(server, include_usage_and_provenance) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(last, "usage");
         cr_assert(cJSON_IsObject(u), "usage in the last chunk: %s", cJSON_PrintUnformatted(last));
         cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(last, "choices")), 0, "its choices are empty");
-        cr_assert_eq(cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")->valueint, 64);
+        cr_assert_eq(cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")->valueint, TOK(64));
         const int pt = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens")->valueint;
         cr_assert(pt > 5);
-        cr_assert_eq(cJSON_GetObjectItemCaseSensitive(u, "total_tokens")->valueint, pt + 64);
+        cr_assert_eq(cJSON_GetObjectItemCaseSensitive(u, "total_tokens")->valueint, pt + TOK(64));
         const cJSON *acc = cJSON_GetObjectItemCaseSensitive(last, "duet");
         cr_assert(cJSON_IsObject(acc), "the duet accounting object in the last chunk");
         cr_assert_str_eq(str_at(acc, "profile"), "duet-spec");
@@ -1046,7 +1054,7 @@ Test(server, include_usage_and_provenance) {
             }
             accounted += cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(du, "accounting"));
         }
-        cr_assert_eq(n_tok, 64, "one provenance entry per token");
+        cr_assert_eq(n_tok, TOK(64), "one provenance entry per token");
         cr_assert(by_llm > 0 && by_draft > 0, "tokens by llm %d, by draft %d", by_llm, by_draft);
         cr_assert_eq(accounted, 1, "the choice's last chunk carries its accounting");
         const cJSON *by = cJSON_GetObjectItemCaseSensitive(acc, "tokens_by_origin");
