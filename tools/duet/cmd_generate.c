@@ -17,7 +17,9 @@
 #include "duet/sample.h"
 #include "duet/strategy.h"
 #include "duet/tok.h"
+#include "fuse_cli.h"
 #include "opts.h"
+#include "remote_cli.h"
 
 static const char usage_head[] =
     "usage: duet generate -m MODEL (-p TEXT | -p - | -f FILE | --tokens \"ID ...\") [-n N] [options]\n"
@@ -30,7 +32,11 @@ static const char usage_head[] =
     "  or --threshold T on the mean entropy), cascade (the SLM answers; the model answers instead when\n"
     "  the SLM's mean token log-probability is below --threshold T), defer (the model supplies each\n"
     "  token where the SLM's top probability is below --eta E). With --draft the model's leg of route\n"
-    "  and cascade is speculative.\n";
+    "  and cascade is speculative.\n"
+    "  --strategy mix|poe|cd|proxy --slm SLM: fusion, every token sampled from a combination of the\n"
+    "  models' next-token distributions: mix (w p_LLM + (1-w) p_SLM, --weight w), poe (product of\n"
+    "  experts, --weight w), cd (contrastive decoding, log p_LLM - log p_SLM over the tokens with\n"
+    "  p_LLM >= --alpha x max; --beta), proxy (proxy-tuning: LLM + TUNED - SLM, --slm-tuned TUNED).\n";
 
 typedef struct {
     duet_vocab *vocab;        /* NULL: print ids */
@@ -143,6 +149,9 @@ typedef struct {
     char *prompt_owned; /* -f FILE or -p - */
     duet_sampler_params sp;
     duet_spec_params spec;
+    fuse_cli fz;        /* --strategy mix|poe|cd|proxy */
+    int fuse_rule;      /* -1: no fusion */
+    remote_cli remote;  /* --remote: the LLM behind an OpenAI-compatible endpoint, -m the local fallback */
 } gen_args;
 
 /* a number, inf or -inf (-inf: never escalate/route, inf: always) */
@@ -155,7 +164,7 @@ static int parse_threshold(const char *v, void *dest) {
     return 0;
 }
 
-enum { GEN_PLAIN, GEN_ROUTE, GEN_CASCADE, GEN_DEFER };
+enum { GEN_PLAIN, GEN_ROUTE, GEN_CASCADE, GEN_DEFER, GEN_MIX, GEN_POE, GEN_CD, GEN_PROXY };
 
 static int parse_args(int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
@@ -165,7 +174,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     a->spec = duet_spec_default_params();
     a->spec_mode = 1;
     a->eta = 0.5f;
-    static const char *const strategies[] = {"plain", "route", "cascade", "defer", NULL};
+    static const char *const strategies[] = {"plain", "route", "cascade", "defer", "mix", "poe", "cd", "proxy", NULL};
+    fuse_cli_init(&a->fz);
     static const char *const kv_types[] = {"f16", "f32", NULL};
     static const char *const spec_modes[] = {"fixed", "adaptive", NULL};
     const duet_opt opts[] = {
@@ -203,8 +213,10 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                         "fixed length, or adaptive: the length maximising expected tokens/s (default)"),
         DUET_OPT_FLAG("stats", 0, &a->stats, "also the acceptance per draft position"),
         DUET_OPT_CHOICE("strategy", 0, &a->strategy, strategies,
-                        "plain (default: speculative with --draft), route, cascade or defer (need --slm)"),
-        DUET_OPT_STR("slm", 0, &a->slm, "SLM", "the small model of route, cascade and defer"),
+                        "plain (default: speculative with --draft), route, cascade, defer, or the fusion rules "
+                        "mix, poe, cd, proxy (need --slm)"),
+        DUET_OPT_STR("slm", 0, &a->slm, "SLM", "the small model of route, cascade, defer and fusion (proxy: the base SLM)"),
+        FUSE_CLI_OPTS(&a->fz),
         DUET_OPT_STR("router", 0, &a->router, "FILE", "route: a router written by duet route-fit"),
         {.name = "threshold", .type = DUET_OPTT_CUSTOM, .dest = &a->threshold, .parse = parse_threshold,
          .given = &a->threshold_set, .arg = "a number, inf or -inf",
@@ -213,6 +225,13 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         DUET_OPT_FLOAT("eta", 0, &a->eta, -1, 2, "E", "defer: the model supplies tokens where the SLM's top "
                                                       "probability < E (default 0.5)"),
         DUET_OPT_FLAG("json", 0, &a->json, "print one JSON object (text, ids, stats) instead of streaming"),
+        DUET_OPT_STR("remote", 0, &a->remote.url, "URL",
+                     "the LLM behind an OpenAI-compatible endpoint (greedy); -m's model answers if it fails"),
+        DUET_OPT_STR("remote-model", 0, &a->remote.model, "NAME", "the endpoint's model (default llm)"),
+        DUET_OPT_STR("api-key-env", 0, &a->remote.key_env, "VAR", "read the endpoint's API key from this variable"),
+        DUET_OPT_DOUBLE("remote-timeout", 0, &a->remote.timeout_s, 0.01, 3600, "S", "seconds per remote call (default 30)"),
+        DUET_OPT_STR("egress-log", 0, &a->remote.egress_log, "FILE", "append every request body sent to the endpoint"),
+        DUET_OPT_FLAG("private", 0, &a->remote.private_mode, "never contact the endpoint: the local model answers"),
         DUET_OPT_END,
     };
     int rc = duet_opts_parse("generate", opts, argc, argv, usage_head);
@@ -221,6 +240,12 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     if ((a->prompt != NULL) + (a->file != NULL) + (a->tokens != NULL) != 1)
         return duet_opts_error("generate", "need exactly one of -p TEXT, -f FILE or --tokens IDS");
     if (a->chat_template) a->chat = 1;
+    if (a->remote.url && (a->strategy != GEN_PLAIN || (a->draft && !strcmp(a->draft, "ngram"))))
+        return duet_opts_error("generate", "--remote takes plain generation or --draft SLM (remote verification)");
+    if (a->remote.url && a->sp.temp > 0 && !a->remote.private_mode)
+        return duet_opts_error("generate", "--remote is exact for greedy decoding only: add --temp 0");
+    if (!a->remote.url && (a->remote.model || a->remote.key_env || a->remote.egress_log || a->remote.private_mode))
+        return duet_opts_error("generate", "--remote-model, --api-key-env, --egress-log and --private need --remote URL");
     if (a->strategy != GEN_PLAIN && !a->slm)
         return duet_opts_error("generate", "--strategy %s needs --slm SLM", strategies[a->strategy]);
     if (a->strategy == GEN_PLAIN && (a->slm || a->router || a->threshold_set))
@@ -231,6 +256,11 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     if (a->strategy == GEN_CASCADE && !a->threshold_set)
         return duet_opts_error("generate", "--strategy cascade needs --threshold T");
     if (a->router && a->strategy != GEN_ROUTE) return duet_opts_error("generate", "--router is for --strategy route");
+    a->fuse_rule = a->strategy >= GEN_MIX ? a->strategy - GEN_MIX : -1;
+    a->fz.slm = a->slm;
+    if ((rc = fuse_cli_check("generate", &a->fz, a->fuse_rule))) return rc;
+    if (a->fuse_rule >= 0 && a->draft)
+        return duet_opts_error("generate", "--strategy %s takes no --draft", strategies[a->strategy]);
     if (!a->seed_set) a->sp.seed = fresh_seed();
     a->spec.adaptive = a->spec_mode == 1;
     if (a->file || (a->prompt && !strcmp(a->prompt, "-"))) {
@@ -342,18 +372,6 @@ static void print_stats_line(const gen_args *a, int spec, const duet_stats *ss) 
     fprintf(stderr, "\n");
 }
 
-/* The end-of-generation ids of a vocabulary (the strategy stops on them). */
-static int eog_ids(const duet_vocab *v, int32_t **out) {
-    int n = 0, nv = duet_vocab_n(v);
-    for (int i = 0; i < nv; i++) n += duet_vocab_is_eog(v, i) != 0;
-    *out = malloc(sizeof **out * (size_t)(n ? n : 1));
-    if (!*out) return -1;
-    n = 0;
-    for (int i = 0; i < nv; i++)
-        if (duet_vocab_is_eog(v, i)) (*out)[n++] = i;
-    return n;
-}
-
 static int load_model(duet_model **m, duet_vocab **v, const char *path, const duet_model_params *mp, duet_err *err) {
     int rc = duet_model_load(m, path, mp, err);
     if (rc < 0) return rc;
@@ -375,7 +393,9 @@ int cmd_generate(int argc, char **argv) {
     duet_lm *tl = NULL, *dl = NULL;
     duet_vocab *tv = NULL, *dv = NULL;
     duet_sampler *smp = NULL;
-    duet_strategy *strat = NULL;
+    duet_strategy *strat = NULL, *remote_leg = NULL, *local_leg = NULL;
+    duet_remote *remote = NULL;
+    duet_lm *rl = NULL;
     int32_t *prompt = NULL, *stop = NULL;
     sink k = {0};
     /* --strategy route|cascade|defer: the SLM, its leg, the collaborating strategy */
@@ -386,6 +406,9 @@ int cmd_generate(int argc, char **argv) {
     duet_strategy *sleg = NULL, *collab = NULL;
     duet_router router;
     duet_router_init(&router, DUET_ROUTER_THRESHOLD);
+    /* proxy-tuning: the tuned SLM (the base one is --slm's) */
+    duet_model *fm = NULL;
+    duet_lm *fl = NULL;
 
     duet_model_params mp = duet_model_default_params();
     mp.n_threads = a.threads;
@@ -420,6 +443,18 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
     }
+    if (a.fuse_rule >= 0) { /* fusion: the rule's models share one vocabulary */
+        duet_model_params fp = mp;
+        fp.pool = duet_model_pool(tm);
+        if (a.fz.slm_tuned && duet_model_load(&fm, a.fz.slm_tuned, &fp, &err) < 0) goto fail;
+        const char *paths[FUSE_CLI_MAX];
+        duet_model *fms[FUSE_CLI_MAX] = {tm, fm ? fm : sm, sm};
+        int nf = fuse_cli_paths(&a.fz, a.model, paths);
+        if (fuse_cli_check_vocab(fms, paths, nf, &err) < 0) {
+            fprintf(stderr, "duet generate: %s\n", err.msg);
+            goto done;
+        }
+    }
 
     const int n_train = duet_model_hparams(tm)->n_ctx_train;
     if (a.ctx > n_train && n_train > 0)
@@ -445,14 +480,34 @@ int cmd_generate(int argc, char **argv) {
         status = 2;
         goto done;
     }
-    rc = a.draft ? duet_strategy_speculative(&strat, tl, dl, smp, &a.spec, &err)
-                 : duet_strategy_plain(&strat, tl, smp, &err);
+    if (a.remote.url) { /* the remote LLM answers (verifying -draft's drafts); -m's model if it fails */
+        if (remote_cli_open(&a.remote, tv, duet_lm_n_ctx(tl), a.draft != NULL, &remote, &rl, &err) < 0) {
+            fprintf(stderr, "duet generate: %s\n", err.msg);
+            status = 1;
+            goto done;
+        }
+        rc = duet_sampler_new_checked(&ssmp, &a.sp, duet_model_n_vocab(tm), &err);
+        if (rc == 0) rc = duet_strategy_plain(&local_leg, tl, ssmp, &err);
+        if (rc == 0 && rl)
+            rc = a.draft ? duet_strategy_speculative(&remote_leg, rl, dl, smp, &a.spec, &err)
+                         : duet_strategy_plain(&remote_leg, rl, smp, &err);
+        if (rc == 0) rc = rl ? duet_strategy_fallback(&strat, remote_leg, local_leg, &err) : 0;
+        if (rc == 0 && !rl) strat = local_leg, local_leg = NULL; /* private mode: the local model alone */
+    } else {
+        rc = a.draft ? duet_strategy_speculative(&strat, tl, dl, smp, &a.spec, &err)
+                     : duet_strategy_plain(&strat, tl, smp, &err);
+    }
     if (rc == 0 && sm) { /* the SLM collaborates; strat is the model's leg */
         int sctx = duet_lm_n_ctx(tl), s_train = duet_model_hparams(sm)->n_ctx_train;
         if (s_train > 0 && s_train < sctx) sctx = s_train;
         if (duet_lm_local_new(&sl, sm, sctx, "slm", &err) < 0) goto fail;
         if (a.strategy == GEN_DEFER) {
             rc = duet_strategy_defer(&collab, sl, tl, smp, a.eta, &err);
+        } else if (a.fuse_rule >= 0) { /* fusion: LLM, SLM (proxy: LLM, tuned, base) */
+            duet_lm *lms[FUSE_CLI_MAX] = {tl, sl, sl};
+            if (fm && duet_lm_local_new(&fl, fm, duet_lm_n_ctx(sl), "tuned", &err) < 0) goto fail;
+            if (fl) lms[1] = fl;
+            rc = duet_strategy_fuse(&collab, lms, duet_fuse_n_models(a.fz.par.rule), smp, &a.fz.par, &err);
         } else {
             rc = duet_sampler_new_checked(&ssmp, &a.sp, duet_model_n_vocab(sm), &err);
             if (rc == 0) rc = duet_strategy_plain(&sleg, sl, ssmp, &err);
@@ -478,13 +533,16 @@ int cmd_generate(int argc, char **argv) {
     k.ids = malloc(sizeof *k.ids * (size_t)(a.n_new + 1));
     if (tv && !(k.detok = duet_detok_stream_new(tv, 0))) goto oom;
     int n_stop = 0;
-    if (tv && !a.ignore_eos && (n_stop = eog_ids(tv, &stop)) < 0) goto oom;
+    if (tv && !a.ignore_eos && (n_stop = duet_vocab_eog_ids(tv, &stop)) < 0) goto oom;
     if (!k.ids) goto oom;
 
     duet_request req = {.prompt = prompt, .n_prompt = n_prompt, .max_new = a.n_new, .stop_ids = stop,
                         .n_stop_ids = n_stop, .emit = on_token, .user = &k};
     duet_strategy *run = collab ? collab : strat;
     rc = duet_run(run, &req, &err);
+    if (rc >= 0 && duet_strategy_fallback_reason(run))
+        fprintf(stderr, "\nduet generate: degraded: the remote failed (%s); the local model finished the answer\n",
+                duet_strategy_fallback_reason(run));
     if (k.detok) {
         size_t n;
         const char *s = duet_detok_stream_flush(k.detok, &n);
@@ -501,7 +559,24 @@ int cmd_generate(int argc, char **argv) {
         cJSON_AddStringToObject(o, "finish_reason", duet_finish_name(ss.finish));
         cJSON *st = cJSON_AddObjectToObject(o, "stats");
         print_stats_json(st, &a, a.draft != NULL, &ss);
-        if (collab) { /* who answered */
+        if (a.remote.url) {
+            long calls = 0, fails = 0;
+            double secs = 0;
+            if (remote) duet_remote_counts(remote, &calls, &fails, NULL, NULL, &secs);
+            cJSON_AddBoolToObject(st, "degraded", ss.degraded);
+            cJSON_AddBoolToObject(st, "private", a.remote.private_mode);
+            cJSON_AddNumberToObject(st, "remote_calls", (double)calls);
+            cJSON_AddNumberToObject(st, "remote_failures", (double)fails);
+            cJSON_AddNumberToObject(st, "remote_s", secs);
+        }
+        if (collab && a.fuse_rule >= 0) { /* fusion: the rule, its parameters, the models' work */
+            cJSON_AddStringToObject(st, "strategy", duet_strategy_name(collab));
+            fuse_cli_json(st, &a.fz);
+            cJSON_AddNumberToObject(st, "llm_tokens", (double)ss.target_tokens);
+            cJSON_AddNumberToObject(st, "other_tokens", (double)ss.draft_tokens);
+            cJSON_AddNumberToObject(st, "llm_s", ss.t_target);
+            cJSON_AddNumberToObject(st, "other_s", ss.t_draft);
+        } else if (collab) { /* who answered */
             cJSON_AddStringToObject(st, "strategy", duet_strategy_name(collab));
             if (a.strategy == GEN_DEFER) cJSON_AddNumberToObject(st, "deferred", ss.deferred);
             else cJSON_AddStringToObject(st, "answered_by", ss.escalated ? "llm" : "slm");
@@ -520,7 +595,12 @@ int cmd_generate(int argc, char **argv) {
     } else {
         printf("\n");
         print_stats_line(&a, a.draft != NULL, &ss);
-        if (collab && a.strategy == GEN_DEFER)
+        char desc[96];
+        if (collab && a.fuse_rule >= 0) {
+            fuse_cli_describe(&a.fz, desc, sizeof desc);
+            fprintf(stderr, "[fusion] %s over %d models: %.3f s in the LLM, %.3f s in the others\n", desc,
+                    duet_fuse_n_models(a.fz.par.rule), ss.t_target, ss.t_draft);
+        } else if (collab && a.strategy == GEN_DEFER)
             fprintf(stderr, "[%s] eta %g: the model supplied %d of %d tokens\n", duet_strategy_name(collab), a.eta,
                     ss.deferred, ss.n_generated);
         else if (collab)
@@ -544,15 +624,21 @@ done:
     duet_strategy_free(collab);
     duet_strategy_free(sleg);
     duet_strategy_free(strat);
+    duet_strategy_free(remote_leg);
+    duet_strategy_free(local_leg);
     duet_sampler_free(ssmp);
     duet_sampler_free(smp);
     duet_router_free(&router);
+    duet_lm_free(fl);
     duet_lm_free(sl);
     duet_lm_free(dl);
     duet_lm_free(tl);
+    duet_lm_free(rl);
+    duet_remote_free(remote);
     duet_vocab_free(sv);
     duet_vocab_free(dv);
     duet_vocab_free(tv);
+    duet_model_free(fm);
     duet_model_free(sm);
     duet_model_free(dm);
     duet_model_free(tm);
