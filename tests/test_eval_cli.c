@@ -294,6 +294,8 @@ Test(eval_cli, route_cascade_defer_at_their_extremes_are_one_model, .timeout = 3
     check_extreme("--strategy defer --eta 0", s, 0);
     check_extreme("--strategy cascade --threshold inf", l, 1);
     check_extreme("--strategy cascade --threshold -inf", s, 0);
+    /* three tiers, one threshold each: the middle tier (the slm again) answers everything */
+    check_extreme("--strategy cascade --mid " SLM " --threshold inf --threshold -inf", s, 0);
     cleanup();
 }
 

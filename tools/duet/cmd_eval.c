@@ -751,8 +751,9 @@ static const char usage_head[] =
     "                 [--llm-share X | --threshold T] [--router FILE] [--signal NAME] [--eta E] [--json]\n"
     "                 [--dump FILE] [-t N]\n"
     "  Accuracy of a strategy on cloze items: one {\"prompt\": ..., \"answer\": ...} per line. An item is\n"
-    "  correct when the greedy continuation (-n tokens, ending at end-of-text), leading whitespace\n"
-    "  removed, starts with the answer followed by a non-letter or the end (bench/routing/README.md).\n"
+    "  correct when the greedy continuation (-n tokens, ending at end-of-text) starts with \" \" + answer\n"
+    "  followed by a non-letter, or by end-of-text; an answer that runs out inside the word is continued\n"
+    "  by the model that wrote it, up to 16 tokens, before it is judged (bench/routing/README.md).\n"
     "  Strategies: slm, llm (one model alone); route (the router decides per request from the SLM's\n"
     "  signals over the prompt: --router FILE from duet route-fit, or --signal NAME|random with\n"
     "  --threshold T or --llm-share X calibrated on these items' own signals -- calibrate on a\n"
@@ -764,12 +765,19 @@ static const char usage_head[] =
     "  token log-probability): the dumps of --strategy slm and llm are what bench/routing/report.py\n"
     "  needs to draw routing and cascade curves over every threshold offline.\n";
 
+/* --threshold, repeatable: each occurrence appends (a cascade takes one per judged tier) */
+typedef struct {
+    float v[EVAL_MAX_MODELS];
+    int n;
+} thr_list;
+
 static int parse_threshold(const char *v, void *dest) {
+    thr_list *t = dest;
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (end == v || *end || errno == ERANGE || isnan(x)) return -1;
-    *(float *)dest = (float)x;
+    if (end == v || *end || errno == ERANGE || isnan(x) || t->n == EVAL_MAX_MODELS) return -1;
+    t->v[t->n++] = (float)x;
     return 0;
 }
 
@@ -790,7 +798,8 @@ typedef struct {
     const char *mid_paths[EVAL_MAX_MODELS];
     duet_opt_list mids;
     int strategy, strategy_set, json, threads, max_new, batch, limit, use_min, quiet;
-    float share, threshold, eta;
+    float share, eta;
+    thr_list thr;
     int share_set, threshold_set, eta_set;
 } eval_args;
 
@@ -851,9 +860,10 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
         {.name = "llm-share", .type = DUET_OPTT_CUSTOM, .dest = &a->share, .parse = parse_share,
          .given = &a->share_set, .arg = "X in [0, 1]",
          .help = "route/cascade: the threshold that sends this share of the items to the LLM"},
-        {.name = "threshold", .type = DUET_OPTT_CUSTOM, .dest = &a->threshold, .parse = parse_threshold,
+        {.name = "threshold", .type = DUET_OPTT_CUSTOM, .dest = &a->thr, .parse = parse_threshold,
          .given = &a->threshold_set, .arg = "a number, inf or -inf",
-         .help = "route: to the LLM when the score > T; cascade: escalate when the confidence < T"},
+         .help = "route: to the LLM when the score > T; cascade: escalate when the confidence < T (repeat: "
+                 "one per judged tier, cheapest first)"},
         DUET_OPT_STR("router", 0, &a->router_path, "FILE", "route: a router written by duet route-fit"),
         DUET_OPT_STR("signal", 0, &a->signal, "NAME",
                      "route without --router: threshold on mean_entropy (default), max_entropy, prompt_nll, "
@@ -892,6 +902,10 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
         return duet_opts_error(c, "route needs --router FILE, --threshold T or --llm-share X");
     if (a->signal && strcmp(a->signal, "random") && eval_signal_index(a->signal) < 0)
         return duet_opts_error(c, "--signal takes mean_entropy, max_entropy, prompt_nll, neg_top1, neg_margin or random");
+    if (s == S_ROUTE && a->thr.n > 1) return duet_opts_error(c, "route takes one --threshold");
+    if (s == S_CASCADE && a->thr.n > 1 && a->thr.n != a->mids.n + 1)
+        return duet_opts_error(c, "cascade takes one --threshold for every tier, or one per judged tier (%d here)",
+                               a->mids.n + 1);
     if (a->signal && !strcmp(a->signal, "random") && a->threshold_set)
         return duet_opts_error(c, "--signal random takes --llm-share (the coin's probability), not --threshold");
     return 0;
@@ -954,7 +968,7 @@ int cmd_eval(int argc, char **argv) {
             duet_router_init(&router, DUET_ROUTER_THRESHOLD);
             router.signal = a.signal ? eval_signal_index(a.signal) : DUET_SIG_MEAN_ENTROPY;
         }
-        if (a.threshold_set) router.threshold = a.threshold;
+        if (a.threshold_set) router.threshold = a.thr.v[0];
         if (a.share_set) { /* calibrated on the items' own signals */
             double t;
             if (eval_signals(&env, i_slm, &items, &t, &err) < 0) goto fail;
@@ -972,7 +986,7 @@ int cmd_eval(int argc, char **argv) {
     case S_CASCADE: {
         sp.kind = EVAL_CASCADE, sp.use_min = a.use_min;
         for (int k = 0; k < n_models; k++) sp.tiers[sp.n_tiers++] = k;
-        float thr = a.threshold;
+        float thr = a.thr.n ? a.thr.v[0] : 0;
         if (a.share_set) { /* every judged tier's confidence on every item, then one shared threshold */
             const double t0 = now_s();
             for (int t = 0; t + 1 < sp.n_tiers; t++) {
@@ -989,7 +1003,7 @@ int cmd_eval(int argc, char **argv) {
             cal_share = a.share;
             for (int k = 0; k < n_models; k++) env.mod[k].meter = (eval_meter){0};
         }
-        for (int t = 0; t + 1 < sp.n_tiers; t++) sp.thr[t] = thr;
+        for (int t = 0; t + 1 < sp.n_tiers; t++) sp.thr[t] = a.thr.n > 1 ? a.thr.v[t] : thr;
         break;
     }
     }
@@ -1049,6 +1063,12 @@ int cmd_eval(int argc, char **argv) {
     }
     if (s == S_CASCADE) {
         add_num_or_str(params, "threshold", sp.n_tiers > 1 ? sp.thr[0] : NAN);
+        if (sp.n_tiers > 2) {
+            cJSON *ts = cJSON_AddArrayToObject(params, "thresholds");
+            for (int t = 0; t + 1 < sp.n_tiers; t++)
+                cJSON_AddItemToArray(ts, isfinite(sp.thr[t]) ? cJSON_CreateNumber(sp.thr[t])
+                                                             : cJSON_CreateString(sp.thr[t] > 0 ? "inf" : "-inf"));
+        }
         cJSON_AddStringToObject(params, "confidence", a.use_min ? "min" : "mean");
         cJSON *tiers = cJSON_AddArrayToObject(params, "tiers");
         for (int k = 0; k < n_models; k++) cJSON_AddItemToArray(tiers, cJSON_CreateString(env.mod[k].path));
@@ -1161,7 +1181,9 @@ int cmd_eval(int argc, char **argv) {
         printf("llm share     %.4f of requests, %.4f of generated tokens\n", share, tok_share);
         if (s == S_ROUTE && router.kind != DUET_ROUTER_RANDOM) printf("threshold     %.6g\n", router.threshold);
         if (s == S_CASCADE && sp.n_tiers > 1) {
-            printf("threshold     %.6g (%s token log-probability)\n", sp.thr[0], a.use_min ? "min" : "mean");
+            printf("threshold    ");
+            for (int t = 0; t + 1 < sp.n_tiers; t++) printf(" %.6g", sp.thr[t]);
+            printf(" (%s token log-probability)\n", a.use_min ? "min" : "mean");
             for (int k = 0; k < n_models; k++) printf("answered by   %-5s %.4f\n", env.mod[k].role, (double)reached[k] / n);
         }
         if (s == S_DEFER) printf("deferred      %ld tokens (eta %g)\n", deferred, a.eta);

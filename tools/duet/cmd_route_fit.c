@@ -233,7 +233,7 @@ int cmd_route_fit(int argc, char **argv) {
         cJSON_AddStringToObject(o, "kind", kind_names[r.kind]);
         if (r.kind == DUET_ROUTER_THRESHOLD) cJSON_AddStringToObject(o, "signal", duet_signal_name(r.signal));
         cJSON_AddNumberToObject(o, "threshold", isfinite(r.threshold) ? r.threshold : 0);
-        cJSON_AddStringToObject(o, "label", labels[label_kind]);
+        cJSON_AddStringToObject(o, "label", need_label ? labels[label_kind] : "given");
         cJSON_AddNumberToObject(o, "n_items", n);
         cJSON_AddNumberToObject(o, "positives", pos);
         if (share_set) cJSON_AddNumberToObject(o, "llm_share_target", share);
@@ -261,7 +261,8 @@ int cmd_route_fit(int argc, char **argv) {
         if (r.kind == DUET_ROUTER_RANDOM) printf(", P(LLM) %.4g\n", r.share);
         else printf(", threshold %.6g\n", r.threshold);
         printf("items %d, label = %s: %d positive (%.3f)\n", n,
-               label_kind == 0 ? "SLM wrong and LLM right" : "SLM wrong", pos, (double)pos / n);
+               !need_label ? "the file's" : label_kind == 0 ? "SLM wrong and LLM right" : "SLM wrong", pos,
+               (double)pos / n);
         printf("AUC of each signal against the labels:");
         for (int k = 0; k < DUET_ROUTE_NSIG; k++) printf(" %s %.3f", duet_signal_name(k), auc[k]);
         printf("\nAUC of the router's score %.3f; it sends %.3f of these items to the LLM\n", auc_router,
