@@ -117,6 +117,17 @@ typedef struct duet_plan duet_plan;
 DUET_API int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits, float *logits,
                             double *seconds);
 
+/* step may return DUET_STEP_WAIT, planning nothing, to let the others go
+ * first: the driver asks it again in the same step after every other
+ * request (duet_plan_second_turn is then 1), when it can see what they
+ * planned (duet_plan_engine_busy) and decide to go or wait a step. A
+ * speculative request ready to verify waits while others still draft, so
+ * their verification blocks share one pass over the target. */
+#define DUET_STEP_WAIT 1
+DUET_API int duet_plan_second_turn(const duet_plan *p);
+/* 1 if a block on this engine (duet_lm.engine) is already planned. */
+DUET_API int duet_plan_engine_busy(const duet_plan *p, const void *engine);
+
 /* ---- the interface every strategy implements ---------------------------------
  * llama.cpp's llama_sampler_i is the model: a table of hooks over a state. */
 typedef struct duet_strategy duet_strategy;

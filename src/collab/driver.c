@@ -13,6 +13,7 @@
 #include "duet/strategy.h"
 
 struct duet_plan {
+    int second;            /* the waiting requests' turn (they see the others' blocks) */
     duet_lm_block *blocks; /* (cap) */
     double **seconds;      /* (cap) where each block's pass time goes (may be NULL) */
     int *owner;            /* (cap) index of the request that asked */
@@ -23,6 +24,7 @@ struct duet_plan {
 
 struct duet_driver {
     duet_strategy **active; /* (cap) */
+    uint8_t *waiting;       /* (cap) the request chose to wait this step */
     int n_active, cap;
     duet_plan plan;
     long passes, blocks;
@@ -54,6 +56,14 @@ int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_l
     return 0;
 }
 
+int duet_plan_second_turn(const duet_plan *p) { return p->second; }
+
+int duet_plan_engine_busy(const duet_plan *p, const void *engine) {
+    for (int i = 0; i < p->n; i++)
+        if (p->blocks[i].lm->engine == engine) return 1;
+    return 0;
+}
+
 int duet_driver_new(duet_driver **out, duet_err *err) {
     *out = calloc(1, sizeof **out);
     return *out ? 0 : duet_err_set(err, DUET_ENOMEM, "driver: out of memory");
@@ -61,7 +71,7 @@ int duet_driver_new(duet_driver **out, duet_err *err) {
 
 void duet_driver_free(duet_driver *d) {
     if (!d) return;
-    free(d->active);
+    free(d->active), free(d->waiting);
     free(d->plan.blocks), free(d->plan.seconds), free(d->plan.owner), free(d->plan.failed);
     free(d);
 }
@@ -73,8 +83,11 @@ int duet_driver_add(duet_driver *d, duet_strategy *s, duet_err *err) {
     if (d->n_active == d->cap) {
         int cap = d->cap ? d->cap * 2 : 8;
         duet_strategy **a = realloc(d->active, sizeof *a * (size_t)cap);
-        if (!a) return duet_err_set(err, DUET_ENOMEM, "driver: out of memory");
-        d->active = a, d->cap = cap;
+        if (a) d->active = a;
+        uint8_t *w = realloc(d->waiting, (size_t)cap);
+        if (w) d->waiting = w;
+        if (!a || !w) return duet_err_set(err, DUET_ENOMEM, "driver: out of memory");
+        d->cap = cap;
     }
     d->active[d->n_active++] = s;
     return 0;
@@ -162,25 +175,43 @@ static void run_blocks(duet_driver *d) {
     }
 }
 
+/* Asks request r for its blocks; 1 if it chose to wait (DUET_STEP_WAIT). */
+static int ask(duet_driver *d, int r) {
+    duet_plan *p = &d->plan;
+    duet_strategy *s = d->active[r];
+    p->current = r;
+    duet_err e = {0};
+    const int before = p->n;
+    const int rc = s->iface->step(s, p, &e);
+    if (rc == DUET_STEP_WAIT && p->n == before) return 1;
+    if (rc == DUET_ENOMEM && p->n == before && !e.msg[0]) duet_err_set(&e, rc, "driver: out of memory for the plan");
+    if (rc < 0) {
+        p->n = before; /* nothing of a failed step runs */
+        fail_request(s, rc, &e);
+    } else if (p->n == before && s->finish == DUET_FINISH_NONE) {
+        duet_err_set(&e, DUET_EINVAL, "%s: a running request asked for nothing", s->iface->name);
+        fail_request(s, DUET_EINVAL, &e);
+    }
+    return 0;
+}
+
 int duet_driver_step(duet_driver *d, duet_err *err) {
     duet_plan *p = &d->plan;
     p->n = 0;
-    for (int r = 0; r < d->n_active; r++) {
-        duet_strategy *s = d->active[r];
-        if (s->finish != DUET_FINISH_NONE) continue;
-        p->current = r;
-        duet_err e = {0};
-        int before = p->n;
-        int rc = s->iface->step(s, p, &e);
-        if (rc == DUET_ENOMEM && p->n == before && !e.msg[0]) duet_err_set(&e, rc, "driver: out of memory for the plan");
-        if (rc < 0) {
-            p->n = before; /* nothing of a failed step runs */
-            fail_request(s, rc, &e);
-        } else if (p->n == before && s->finish == DUET_FINISH_NONE) {
-            duet_err_set(&e, DUET_EINVAL, "%s: a running request asked for nothing", s->iface->name);
-            fail_request(s, DUET_EINVAL, &e);
-        }
+    /* First every request that has work; then those that chose to wait for
+     * the others (a speculative request ready to verify while others still
+     * draft) are asked again, seeing what is planned: verification blocks
+     * of several requests then share one pass over the target. */
+    uint8_t *waiting = d->waiting;
+    const int n_active = d->n_active;
+    p->second = 0;
+    for (int r = 0; r < n_active; r++) {
+        waiting[r] = 0;
+        if (d->active[r]->finish == DUET_FINISH_NONE) waiting[r] = (uint8_t)ask(d, r);
     }
+    p->second = 1;
+    for (int r = 0; r < n_active; r++)
+        if (waiting[r] && d->active[r]->finish == DUET_FINISH_NONE) ask(d, r);
     if (p->n) run_blocks(d);
     for (int r = 0; r < d->n_active; r++) {
         duet_strategy *s = d->active[r];

@@ -57,6 +57,7 @@ typedef struct {
     duet_spec_adapt own_model, own_ngram; /* used when the caller keeps none */
     duet_spec_adapt *adapt_model, *adapt_ngram;
     int plain_rounds; /* consecutive rounds without speculation (for probing) */
+    int waited;       /* steps spent ready to verify while others drafted */
     /* the round in progress */
     int32_t block[DUET_SPEC_KMAX + 1]; /* pending token + drafts */
     int k, km;        /* drafted so far / length asked of the model drafter */
@@ -168,7 +169,17 @@ static int spec_step(duet_strategy *st, duet_plan *plan, duet_err *err) {
     case PH_ROUND: return start_round(s, plan);
     case PH_DRAFT: /* feed the last drafted token to get the next draft row */
         return duet_plan_eval(plan, s->draft, &s->block[s->k], 1, 1, s->dlog, &s->seconds_draft);
-    case PH_VERIFY: return plan_verify(s, plan);
+    case PH_VERIFY:
+        /* Let requests still drafting on the same draft model finish first,
+         * so the verification blocks go through the target together; never
+         * more than a round's worth of steps. */
+        if (s->draft && s->waited < DUET_SPEC_KMAX + 1 &&
+            (!duet_plan_second_turn(plan) || duet_plan_engine_busy(plan, s->draft->engine))) {
+            s->waited += duet_plan_second_turn(plan);
+            return DUET_STEP_WAIT;
+        }
+        s->waited = 0;
+        return plan_verify(s, plan);
     }
     return duet_err_set(err, DUET_EINVAL, "speculative: bad phase %d", s->phase);
 }
@@ -305,6 +316,7 @@ static int spec_reset(duet_strategy *st, const duet_request *q, duet_err *err) {
         return rc;
     if (s->draft && (rc = duet_lm_rollback(s->draft, 0, err)) < 0) return rc;
     s->d_seen = 0;
+    s->waited = 0;
     s->draft_ok = s->par.use_model;
     s->plain_rounds = 0;
     s->phase = PH_PREFILL;
