@@ -59,6 +59,7 @@ static srv_profile *add_profile(srv_config *c, const char *name, srv_kind kind, 
     snprintf(p->name, sizeof p->name, "%s", name);
     p->kind = kind;
     p->draft = -1;
+    p->tuned = -1;
     p->spec = duet_spec_default_params();
     return p;
 }
@@ -87,6 +88,9 @@ int srv_config_simple(srv_config *c, const char *llm, const char *draft, duet_er
         p->model = 0, p->draft = 1, p->param = -1.0f;
         p = add_profile(c, "duet-defer", SRV_DEFER, err);
         p->model = 0, p->draft = 1, p->parametric = 1, p->param = 0.4f;
+        /* contrastive decoding: the LLM's tokens that the SLM does not also expect */
+        p = add_profile(c, "duet-cd", SRV_FUSE, err);
+        p->model = 0, p->draft = 1, p->fuse = duet_fuse_default_params(DUET_FUSE_CD);
     }
     return 0;
 }
@@ -119,6 +123,51 @@ static int get_bool(const cJSON *o, const char *key, int *out, const char *where
     return 0;
 }
 
+/* A fusion profile: "rule" mix|poe|cd|proxy, "model" the LLM, "slm" the small
+ * model (proxy: the base SLM), "slm_tuned" (proxy), "weight" (mix, poe),
+ * "alpha" and "beta" (cd). */
+static int load_fusion(srv_config *c, srv_profile *p, const cJSON *o, const char *where, duet_err *err) {
+    static const char *const rules[] = {"mix", "poe", "cd", "proxy"};
+    char rule[16] = "", slm[64] = "", tuned[64] = "";
+    int rc;
+    if ((rc = get_str(o, "rule", rule, sizeof rule, where, err)) || (rc = get_str(o, "slm", slm, sizeof slm, where, err)) ||
+        (rc = get_str(o, "slm_tuned", tuned, sizeof tuned, where, err)))
+        return rc;
+    int r = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(rule, rules[i])) r = i;
+    if (r < 0) return duet_err_set(err, DUET_EINVAL, "config: %srule '%s' is not mix, poe, cd or proxy", where, rule);
+    p->fuse = duet_fuse_default_params((duet_fuse_rule)r);
+    if (!slm[0] || (p->draft = find_model(c, slm)) < 0)
+        return duet_err_set(err, DUET_ENOTFOUND, "config: %sslm '%s' is missing or not among the models", where, slm);
+    if (r == DUET_FUSE_PROXY && (!tuned[0] || (p->tuned = find_model(c, tuned)) < 0))
+        return duet_err_set(err, DUET_ENOTFOUND, "config: %sslm_tuned '%s' (proxy's tuned SLM) is missing or not among "
+                            "the models", where, tuned);
+    if (r != DUET_FUSE_PROXY && tuned[0])
+        return duet_err_set(err, DUET_EINVAL, "config: %sslm_tuned is for rule proxy", where);
+    static const char *const keys[] = {"weight", "alpha", "beta"};
+    float *dst[] = {&p->fuse.weight, &p->fuse.alpha, &p->fuse.beta};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[k]);
+        if (!v) continue;
+        if ((k == 0 && r != DUET_FUSE_MIX && r != DUET_FUSE_POE) || (k > 0 && r != DUET_FUSE_CD))
+            return duet_err_set(err, DUET_EINVAL, "config: %s%s is not a parameter of rule %s", where, keys[k], rule);
+        if (!cJSON_IsNumber(v)) return duet_err_set(err, DUET_EINVAL, "config: %s%s must be a number", where, keys[k]);
+        *dst[k] = (float)v->valuedouble;
+    }
+    if (duet_fuse_params_check(&p->fuse, err) < 0) {
+        duet_err_prefix(err, "config: %s", where);
+        return DUET_EINVAL;
+    }
+    const int ids[3] = {p->model, p->tuned, p->draft};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < i; j++)
+            if (ids[i] >= 0 && ids[i] == ids[j])
+                return duet_err_set(err, DUET_EINVAL, "config: %sfusion needs different models ('%s' twice)", where,
+                                    c->models[ids[i]].name);
+    return 0;
+}
+
 static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
     char where[96], name[64] = "", strategy[32] = "plain", model[64] = "", draft[64] = "";
     snprintf(where, sizeof where, "profiles[%d].", idx);
@@ -134,14 +183,17 @@ static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
     else if (!strcmp(strategy, "route")) kind = SRV_ROUTE;
     else if (!strcmp(strategy, "cascade")) kind = SRV_CASCADE;
     else if (!strcmp(strategy, "defer")) kind = SRV_DEFER;
-    else return duet_err_set(err, DUET_EINVAL, "config: %sstrategy '%s' is not plain, speculative, route, cascade or defer",
-                             where, strategy);
+    else if (!strcmp(strategy, "fusion")) kind = SRV_FUSE;
+    else return duet_err_set(err, DUET_EINVAL,
+                             "config: %sstrategy '%s' is not plain, speculative, route, cascade, defer or fusion", where,
+                             strategy);
     srv_profile *p = add_profile(c, name, kind, err);
     if (!p) return DUET_EINVAL;
     if (!model[0] && c->n_models) snprintf(model, sizeof model, "%s", c->models[0].name);
     if ((p->model = find_model(c, model)) < 0)
         return duet_err_set(err, DUET_ENOTFOUND, "config: %smodel '%s' is not among the models", where, model);
     if (kind == SRV_PLAIN) return 0;
+    if (kind == SRV_FUSE) return load_fusion(c, p, o, where, err);
     if (kind != SRV_SPEC) { /* two models: "model" the LLM, "slm" the small one, and one parameter */
         char slm[64] = "";
         if ((rc = get_str(o, "slm", slm, sizeof slm, where, err))) return rc;

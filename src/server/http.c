@@ -332,11 +332,22 @@ static enum MHD_Result handle_models(srv_server *s, struct MHD_Connection *conn)
         cJSON_AddNumberToObject(m, "created", (double)s->created);
         cJSON_AddStringToObject(m, "owned_by", "duet");
         cJSON *d = cJSON_AddObjectToObject(m, "duet");
-        static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer"};
+        static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer", "fusion"};
         cJSON_AddStringToObject(d, "strategy", kinds[p->kind]);
         cJSON_AddStringToObject(d, p->kind == SRV_SPEC ? "target" : p->kind >= SRV_ROUTE ? "llm" : "model",
                                 s->cfg->models[p->model].name);
-        if (p->kind >= SRV_ROUTE) {
+        if (p->kind == SRV_FUSE) {
+            static const char *rules[] = {"mix", "poe", "cd", "proxy"};
+            cJSON_AddStringToObject(d, "rule", rules[p->fuse.rule]);
+            cJSON_AddStringToObject(d, "slm", s->cfg->models[p->draft].name);
+            if (p->tuned >= 0) cJSON_AddStringToObject(d, "slm_tuned", s->cfg->models[p->tuned].name);
+            if (p->fuse.rule == DUET_FUSE_MIX || p->fuse.rule == DUET_FUSE_POE)
+                cJSON_AddNumberToObject(d, "weight", round(p->fuse.weight * 1e6) / 1e6);
+            if (p->fuse.rule == DUET_FUSE_CD) {
+                cJSON_AddNumberToObject(d, "alpha", round(p->fuse.alpha * 1e6) / 1e6);
+                cJSON_AddNumberToObject(d, "beta", round(p->fuse.beta * 1e6) / 1e6);
+            }
+        } else if (p->kind >= SRV_ROUTE) {
             cJSON_AddStringToObject(d, "slm", s->cfg->models[p->draft].name);
             cJSON_AddNumberToObject(d, p->kind == SRV_ROUTE ? "llm_share" : p->kind == SRV_CASCADE ? "threshold" : "eta",
                                     p->param);

@@ -41,7 +41,9 @@ void srv_metrics_job(srv_metrics *m, const srv_config *c, const srv_job *j) {
         m->tokens_evaluated[target] += st->target_tokens;
         m->tokens_generated[target] += st->n_generated;
     }
-    if (draft >= 0 && draft < SRV_MAX_MODELS) m->tokens_evaluated[draft] += st->draft_tokens;
+    const int tuned = j->prof.kind == SRV_FUSE ? j->prof.tuned : -1; /* proxy: two SLMs, the same tokens each */
+    if (draft >= 0 && draft < SRV_MAX_MODELS) m->tokens_evaluated[draft] += st->draft_tokens / (tuned >= 0 ? 2 : 1);
+    if (tuned >= 0 && tuned < SRV_MAX_MODELS) m->tokens_evaluated[tuned] += st->draft_tokens / 2;
     m->drafted += st->drafted, m->accepted += st->accepted;
     for (int i = 0; i < DUET_ORIGIN_COUNT; i++) m->by_origin[i] += st->by_origin[i];
     if (j->n_tok > 0 && j->t_first > 0) {

@@ -42,11 +42,21 @@ static int fail(srv_error *e, int status, const char *param, const char *fmt, ..
     return -1;
 }
 
-int srv_profile_ctx(const srv_config *c, const srv_profile *p) {
-    const int train = duet_model_hparams(c->models[p->model].model)->n_ctx_train;
+static int model_ctx(const srv_config *c, int mi) {
+    const int train = duet_model_hparams(c->models[mi].model)->n_ctx_train;
     const int ctx = c->ctx > 0 ? c->ctx : train;
     /* models after the first (drafts, small models) keep to their trained context (sched.c) */
-    return p->model > 0 && train > 0 && train < ctx ? train : ctx;
+    return mi > 0 && train > 0 && train < ctx ? train : ctx;
+}
+
+int srv_profile_ctx(const srv_config *c, const srv_profile *p) {
+    int ctx = model_ctx(c, p->model);
+    if (p->kind == SRV_FUSE) /* every model sees every token: the shortest context */
+        for (int i = 0; i < 2; i++) {
+            const int mi = i ? p->tuned : p->draft;
+            if (mi >= 0 && model_ctx(c, mi) < ctx) ctx = model_ctx(c, mi);
+        }
+    return ctx;
 }
 
 void srv_req_free(srv_req *r) {
@@ -512,10 +522,25 @@ static cJSON *accounting(const srv_config *c, const srv_req *r, srv_job *const *
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "profile", r->prof.name);
-    static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer"};
+    static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer", "fusion"};
     cJSON_AddStringToObject(o, "strategy", kinds[r->prof.kind]);
     cJSON *par = cJSON_AddObjectToObject(o, "params");
-    if (r->prof.kind >= SRV_ROUTE) {
+    const int n_small = r->prof.kind == SRV_FUSE && r->prof.tuned >= 0 ? 2 : 1; /* models sharing the draft counts */
+    if (r->prof.kind == SRV_FUSE) { /* the rule, its parameters and its models */
+        static const char *rules[] = {"mix", "poe", "cd", "proxy"};
+        const duet_fuse_params *fp = &r->prof.fuse;
+        cJSON_AddStringToObject(o, "rule", rules[fp->rule]);
+        cJSON_AddStringToObject(par, "rule", rules[fp->rule]);
+        cJSON_AddStringToObject(par, "llm", c->models[r->prof.model].name);
+        cJSON_AddStringToObject(par, "slm", c->models[r->prof.draft].name);
+        if (r->prof.tuned >= 0) cJSON_AddStringToObject(par, "slm_tuned", c->models[r->prof.tuned].name);
+        if (fp->rule == DUET_FUSE_MIX || fp->rule == DUET_FUSE_POE)
+            cJSON_AddNumberToObject(par, "weight", round(fp->weight * 1e6) / 1e6);
+        if (fp->rule == DUET_FUSE_CD) {
+            cJSON_AddNumberToObject(par, "alpha", round(fp->alpha * 1e6) / 1e6);
+            cJSON_AddNumberToObject(par, "beta", round(fp->beta * 1e6) / 1e6);
+        }
+    } else if (r->prof.kind >= SRV_ROUTE) {
         cJSON_AddStringToObject(par, "llm", c->models[r->prof.model].name);
         cJSON_AddStringToObject(par, "slm", c->models[r->prof.draft].name);
         cJSON_AddNumberToObject(par, r->prof.kind == SRV_ROUTE ? "llm_share" : r->prof.kind == SRV_CASCADE ? "threshold" : "eta",
@@ -550,12 +575,16 @@ static cJSON *accounting(const srv_config *c, const srv_req *r, srv_job *const *
     cJSON *tm = cJSON_AddObjectToObject(tok, c->models[r->prof.model].name);
     cJSON_AddNumberToObject(tm, "evaluated", (double)sum.target_tokens);
     cJSON_AddNumberToObject(tm, "passes", sum.target_evals);
-    cJSON_AddNumberToObject(tm, "seconds", sum.t_target + (r->prof.kind >= SRV_ROUTE ? 0 : sum.t_prefill));
-    if (r->prof.draft >= 0) {
-        cJSON *dm = cJSON_AddObjectToObject(tok, c->models[r->prof.draft].name);
-        cJSON_AddNumberToObject(dm, "evaluated", (double)sum.draft_tokens);
-        cJSON_AddNumberToObject(dm, "passes", sum.draft_evals);
-        cJSON_AddNumberToObject(dm, "seconds", sum.t_draft);
+    cJSON_AddNumberToObject(tm, "seconds",
+                            sum.t_target + (r->prof.kind >= SRV_ROUTE && r->prof.kind != SRV_FUSE ? 0 : sum.t_prefill));
+    /* proxy-tuning's two SLMs evaluate the same tokens; their time is measured together and shared */
+    for (int i = 0; i < n_small; i++) {
+        const int mi = i ? r->prof.tuned : r->prof.draft;
+        if (mi < 0) continue;
+        cJSON *dm = cJSON_AddObjectToObject(tok, c->models[mi].name);
+        cJSON_AddNumberToObject(dm, "evaluated", (double)(sum.draft_tokens / n_small));
+        cJSON_AddNumberToObject(dm, "passes", sum.draft_evals / n_small);
+        cJSON_AddNumberToObject(dm, "seconds", sum.t_draft / n_small);
     }
     cJSON *by = cJSON_AddObjectToObject(o, "tokens_by_origin");
     for (int k = 0; k < DUET_ORIGIN_COUNT; k++) cJSON_AddNumberToObject(by, duet_origin_name(k), sum.by_origin[k]);

@@ -242,6 +242,10 @@ static int build_strategy(srv_sched *s, srv_slot *sl, srv_job *j, srv_profile *m
         return duet_strategy_speculative(&sl->strat, big, small, sl->sampler, &sp, err);
     }
     case SRV_DEFER: return duet_strategy_defer(&sl->strat, small, big, sl->sampler, p->param, err);
+    case SRV_FUSE: { /* LLM, SLM (proxy: LLM, tuned, base) */
+        duet_lm *lms[3] = {big, p->tuned >= 0 ? sl->lm[p->tuned] : small, small};
+        return duet_strategy_fuse(&sl->strat, lms, duet_fuse_n_models(p->fuse.rule), sl->sampler, &p->fuse, err);
+    }
     case SRV_ROUTE:
     case SRV_CASCADE: {
         /* two legs on their own sampler copies (one RNG stream each) */

@@ -38,13 +38,16 @@ typedef struct srv_model {
     duet_vocab *vocab;
 } srv_model;
 
-typedef enum { SRV_PLAIN = 0, SRV_SPEC = 1, SRV_ROUTE = 2, SRV_CASCADE = 3, SRV_DEFER = 4 } srv_kind;
+typedef enum { SRV_PLAIN = 0, SRV_SPEC = 1, SRV_ROUTE = 2, SRV_CASCADE = 3, SRV_DEFER = 4, SRV_FUSE = 5 } srv_kind;
 
 typedef struct srv_profile {
     char name[64];
     srv_kind kind;
-    int model;          /* plain: the model; spec: the target; route, cascade, defer: the LLM */
-    int draft;          /* spec with a model draft: the draft model; route, cascade, defer: the SLM; else -1 */
+    int model;          /* plain: the model; spec: the target; route, cascade, defer, fusion: the LLM */
+    int draft;          /* spec with a model draft: the draft model; route, cascade, defer, fusion: the SLM
+                           (proxy: the base SLM); else -1 */
+    int tuned;          /* fusion with rule proxy: the tuned SLM; else -1 */
+    duet_fuse_params fuse; /* fusion: the rule and its parameters */
     duet_spec_params spec;
     duet_spec_adapt learned_model, learned_ngram; /* kept across requests (scheduler thread only) */
     float param;        /* route: the target LLM share; cascade: the confidence threshold; defer: eta */
