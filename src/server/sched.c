@@ -174,17 +174,6 @@ static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_sta
     srv_job_release(j);
 }
 
-static int eog_list(const duet_vocab *v, int32_t **out) {
-    int n = 0, nv = duet_vocab_n(v);
-    for (int i = 0; i < nv; i++) n += duet_vocab_is_eog(v, i) != 0;
-    *out = malloc(sizeof **out * (size_t)(n ? n : 1));
-    if (!*out) return -1;
-    n = 0;
-    for (int i = 0; i < nv; i++)
-        if (duet_vocab_is_eog(v, i)) (*out)[n++] = i;
-    return n;
-}
-
 /* echo + logprobs: the prompt's own log-probabilities, one pass. */
 static int score_prompt(srv_slot *sl, srv_job *j, duet_err *err) {
     duet_lm *lm = sl->lm[j->prof.model];
@@ -364,7 +353,7 @@ int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err) 
     if (!s->queue || !s->slots) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory for %d slots", c->slots);
     int rc = duet_driver_new(&s->driver, err);
     if (rc < 0) return rc;
-    if ((s->n_eog = eog_list(c->models[0].vocab, &s->eog)) < 0) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
+    if ((s->n_eog = duet_vocab_eog_ids(c->models[0].vocab, &s->eog)) < 0) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
     for (int p = 0; p < c->n_profiles; p++) {
         duet_spec_adapt_init(&c->profiles[p].learned_model, c->profiles[p].spec.draft_max);
         duet_spec_adapt_init(&c->profiles[p].learned_ngram, c->profiles[p].spec.draft_max);
