@@ -90,5 +90,44 @@ jq -r 'select(.usage) | .duet | "  accounting: llm evaluated \(.tokens.llm.evalu
 rm -f "$log.sse"
 kill $srv; wait $srv 2>/dev/null || true
 echo "  playground: duet serve -m models/llm.gguf --draft models/slm-draft.gguf, then open http://127.0.0.1:8080/"
+
+if [ -f "$models/slm-family.gguf" ]; then
+  say "6. Fusion: proxy-tuning gives the LLM what a fine-tune taught the SLM (llm + slm-family - slm)"
+  head -c 20000 "$here/bench/data/family/valid.txt" > /tmp/duet-demo-family.txt
+  pp() { "$duet" perplexity -m "$models/llm.gguf" -f /tmp/duet-demo-family.txt -t "$T" --json "$@" 2>/dev/null | jq -r '.perplexity*100|round/100'; }
+  echo "  the family's held-out stories (ysolde, tobiah, their dog pipkin, wrenfield; first 20 KB), perplexity:"
+  echo "    llm alone $(pp --ctx 256), proxy-tuned $(pp --slm "$models/slm.gguf" --slm-tuned "$models/slm-family.gguf" --strategy proxy)"
+  prompt="one day, a little boy went to the park"
+  gen() { "$duet" generate -m "$models/llm.gguf" -p "$prompt" -n 32 --temp 0 -t 1 --json "$@" 2>/dev/null | jq -r '.text | gsub("\n"; " ")'; }
+  echo "  contrastive decoding (log p_llm - log p_slm over the llm's plausible tokens) vs greedy:"
+  echo "    greedy: $prompt$(gen)"
+  echo "    cd:     $prompt$(gen --slm "$models/slm.gguf" --strategy cd)"
+  echo "  (bench/fusion/run.sh: the family case, mixtures, contrastive decoding, the cost of each rule; docs/fusion.md)"
+fi
+
+say "7. Routing, cascades, deferral: the SLM answers what it can, the LLM the rest (80 cloze items)"
+items=$here/bench/data/cloze-test.jsonl
+ev() { "$duet" eval -m "$models/llm.gguf" --slm "$models/slm.gguf" -f "$items" --limit 80 --json -t "$T" "$@" 2>/dev/null; }
+llm_json=$(ev --strategy llm)
+llm_s=$(jq -r '.llm_s' <<< "$llm_json")
+line() { jq -r --argjson ls "$llm_s" '"accuracy \(.accuracy*100|round)%, LLM on \(.llm_share*100|round)% of requests / \(.llm_token_share*100|round)% of tokens, LLM seconds \(.llm_s/$ls*100|round)% of the LLM alone"'; }
+printf '  %-34s %s\n' "slm alone:" "$(ev --strategy slm | line)"
+printf '  %-34s %s\n' "llm alone:" "$(line <<< "$llm_json")"
+printf '  %-34s %s\n' "cascade slm > slm-draft > llm:" "$(ev --strategy cascade --mid "$models/slm-draft.gguf" --llm-share 0.3 | line)"
+printf '  %-34s %s\n' "token deferral, eta 0.4:" "$(ev --strategy defer --eta 0.4 | line)"
+echo "  (the whole test split, every router against random and the oracle: bench/routing/run.sh, docs/routing.md)"
+say "8. Edge and cloud: the device drafts, a remote LLM verifies; when the network goes, the device answers"
+rlog=$(mktemp)
+"$duet" serve -m "$models/llm.gguf" --port 0 -t 1 2> "$rlog" &
+rsrv=$!
+for _ in $(seq 100); do grep -q "listening on" "$rlog" && break; sleep 0.1; done
+rurl=$(grep -o 'http://127.0.0.1:[0-9]*' "$rlog" | head -1)
+rp="once upon a time, there was a little girl named lily. she loved to play outside"
+remote() { "$duet" generate -m "$draft" --remote "$rurl" --temp 0 -n 48 -t 1 --json -p "$rp" "$@" 2>/dev/null; }
+jq -r '"  remote llm, drafts verified remotely: \(.stats.n_generated) tokens in \(.stats.remote_calls) round trips (acceptance \(.stats.acceptance_rate*100|round)%)"' <<< "$(remote --draft "$draft")"
+jq -r '"  remote llm, token by token:          \(.stats.n_generated) tokens in \(.stats.remote_calls) round trips"' <<< "$(remote)"
+kill $rsrv; wait $rsrv 2>/dev/null || true; rm -f "$rlog"
+jq -r '"  server gone: \(.stats.n_generated) tokens, degraded: \(.stats.degraded) (the device model answered; no error, nothing lost)"' <<< "$(remote --remote-timeout 2)"
 echo
-echo "Benchmarks behind the figures in docs/performance.md: bench/engine, bench/tokenizer, bench/speculative, bench/server."
+echo "Benchmarks behind the figures in docs/performance.md: bench/engine, bench/tokenizer, bench/speculative, bench/server;"
+echo "routing and cascades: bench/routing (docs/routing.md); fusion: bench/fusion (docs/fusion.md); a remote LLM: docs/edge-cloud.md."
