@@ -68,8 +68,8 @@ for d in "$draft --spec fixed --draft-max 3" "$draft" ngram "$draft+ngram"; do
   label=$(sed "s|$models/||" <<< "$d")
   printf '  draft %-24s %s, %s\n' "$label:" "$line" "$same"
 done
-echo "  (a draft token costs ~1/13 of a target token and a block of 4 target tokens ~1.2 of one;"
-echo "   bench/speculative/run.sh measures 2.0x at temperature 0 over 50 prompts: docs/performance.md)"
+echo "  (on an AVX-512 core a draft token costs ~1/13 of a target token and a block of 4 target tokens ~1.2 of one:"
+echo "   bench/speculative/run.sh measured 2.0x at temperature 0 over 50 prompts there; AVX2 cores gain less: docs/performance.md)"
 
 say "5. duet serve: the same collaboration behind an OpenAI-compatible API"
 log=$(mktemp)
