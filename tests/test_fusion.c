@@ -119,16 +119,6 @@ static int collect(void *user, const duet_token_out *t) {
     return 0;
 }
 
-static duet_model *load(const char *name) {
-    char path[512];
-    duet_err err = {0};
-    duet_model *m = NULL;
-    duet_model_params p = duet_model_default_params();
-    p.n_threads = 1;
-    cr_assert_eq(duet_model_load(&m, tu_data(name, path, sizeof path), &p, &err), 0, "%s", err.msg);
-    return m;
-}
-
 static void run(duet_strategy *s, const int32_t *prompt, int n, int n_new, collected *out) {
     duet_err err = {0};
     duet_request q = {.prompt = prompt, .n_prompt = n, .max_new = n_new, .emit = collect, .user = out};
@@ -136,7 +126,7 @@ static void run(duet_strategy *s, const int32_t *prompt, int n, int n_new, colle
 }
 
 Test(fusion, degenerate_combinations_are_one_model, .timeout = 120) {
-    duet_model *big = load("ref-models/llama-a-F32.gguf"), *small = load("ref-models/llama-a-Q4_0.gguf");
+    duet_model *big = tu_load_ref("ref-models/llama-a-F32.gguf"), *small = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     duet_err err = {0};
     duet_lm *L, *S, *B, *P;
     cr_assert_eq(duet_lm_local_new(&L, big, 96, "llm", &err), 0);
@@ -177,7 +167,7 @@ Test(fusion, degenerate_combinations_are_one_model, .timeout = 120) {
         duet_strategy_free(f);
     }
     /* a strict contrastive run differs from both and is refused a vocabulary mismatch */
-    duet_model *other = load("ref-models/qwen2-b-F32.gguf");
+    duet_model *other = tu_load_ref("ref-models/qwen2-b-F32.gguf");
     duet_lm *O;
     cr_assert_eq(duet_lm_local_new(&O, other, 96, "qwen", &err), 0);
     duet_lm *bad[2] = {L, O};

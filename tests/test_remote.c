@@ -79,15 +79,6 @@ static duet_remote *open_remote(const char *url, const char *log, int private_mo
     return r;
 }
 
-static duet_model *load(const char *path) {
-    duet_model *m;
-    duet_err err = {0};
-    duet_model_params mp = duet_model_default_params();
-    mp.n_threads = 1;
-    cr_assert_eq(duet_model_load(&m, path, &mp, &err), 0, "%s", err.msg);
-    return m;
-}
-
 typedef struct {
     int32_t ids[128];
     int n;
@@ -134,7 +125,7 @@ Test(remote, probe_and_greedy_verification_equal_the_remote) {
     duet_remote_counts(r, &calls_plain, NULL, NULL, NULL, NULL);
 
     /* the local draft proposes, the remote verifies a block per call */
-    duet_model *dm = load(DRAFT);
+    duet_model *dm = tu_load_path(DRAFT);
     duet_lm *dl, *tl;
     cr_assert_eq(duet_lm_local_new(&dl, dm, 256, "draft", &err), 0);
     cr_assert_eq(duet_lm_remote_new(&tl, r, duet_vocab_n(v), 512, "remote-llm", &err), 0);
@@ -289,7 +280,7 @@ Test(remote, the_server_killed_mid_answer_leaves_it_answered_degraded) {
     cr_assert_eq(duet_remote_open(&r, &p, &err), 0);
     duet_lm *rl, *sl;
     cr_assert_eq(duet_lm_remote_new(&rl, r, duet_vocab_n(v), 512, "remote-llm", &err), 0);
-    duet_model *sm = load(DRAFT);
+    duet_model *sm = tu_load_path(DRAFT);
     cr_assert_eq(duet_lm_local_new(&sl, sm, 256, "slm", &err), 0);
     duet_sampler_params sp = duet_sampler_default_params();
     sp.temp = 0;

@@ -174,27 +174,11 @@ static int collect(void *user, const duet_token_out *t) {
     return 0;
 }
 
-static duet_model *load(const char *name) {
-    char path[512];
-    duet_err err = {0};
-    duet_model *m = NULL;
-    duet_model_params p = duet_model_default_params();
-    p.n_threads = 1;
-    cr_assert_eq(duet_model_load(&m, tu_data(name, path, sizeof path), &p, &err), 0, "%s", err.msg);
-    return m;
-}
-
-static duet_sampler *greedy(int nv) {
-    duet_sampler_params sp = duet_sampler_default_params();
-    sp.temp = 0;
-    return duet_sampler_new(&sp, nv);
-}
-
 static void plain_ref(duet_model *m, const int32_t *prompt, int n, int n_new, collected *out) {
     duet_err err = {0};
     duet_lm *lm;
     cr_assert_eq(duet_lm_local_new(&lm, m, 128, "ref", &err), 0);
-    duet_sampler *g = greedy(lm->n_vocab);
+    duet_sampler *g = tu_greedy(lm->n_vocab);
     duet_strategy *s;
     cr_assert_eq(duet_strategy_plain(&s, lm, g, &err), 0);
     duet_request q = {.prompt = prompt, .n_prompt = n, .max_new = n_new, .emit = collect, .user = out};
@@ -205,7 +189,7 @@ static void plain_ref(duet_model *m, const int32_t *prompt, int n, int n_new, co
 /* Deferral with eta <= 0 is the SLM's greedy output, with eta > 1 the LLM's,
  * token for token; in between, both kinds of tokens appear. */
 Test(route, deferral_never_and_always, .timeout = 120) {
-    duet_model *llm = load("ref-models/llama-a-F32.gguf"), *slm = load("ref-models/llama-a-Q4_0.gguf");
+    duet_model *llm = tu_load_ref("ref-models/llama-a-F32.gguf"), *slm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     const int32_t prompt[7] = {5, 17, 90, 3, 44, 120, 9};
     const int n_new = 40;
     collected want_slm = {0}, want_llm = {0};
@@ -216,7 +200,7 @@ Test(route, deferral_never_and_always, .timeout = 120) {
     duet_lm *sl, *ll;
     cr_assert_eq(duet_lm_local_new(&sl, slm, 128, "slm", &err), 0);
     cr_assert_eq(duet_lm_local_new(&ll, llm, 128, "llm", &err), 0);
-    duet_sampler *g = greedy(sl->n_vocab);
+    duet_sampler *g = tu_greedy(sl->n_vocab);
     const float etas[3] = {0, 2, 0.5f};
     for (int e = 0; e < 3; e++) {
         duet_strategy *d;
@@ -248,7 +232,7 @@ Test(route, deferral_never_and_always, .timeout = 120) {
  * every request passes the LLM's (speculative leg); the decision and the
  * signals are in the stats. */
 Test(route, routing_never_and_always, .timeout = 120) {
-    duet_model *llm = load("ref-models/llama-a-F32.gguf"), *slm = load("ref-models/llama-a-Q4_0.gguf");
+    duet_model *llm = tu_load_ref("ref-models/llama-a-F32.gguf"), *slm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     const int32_t prompt[9] = {8, 16, 32, 64, 128, 256, 7, 77, 7};
     const int n_new = 24;
     collected want_slm = {0}, want_llm = {0};
@@ -259,7 +243,7 @@ Test(route, routing_never_and_always, .timeout = 120) {
     cr_assert_eq(duet_lm_local_new(&sl, slm, 128, "slm", &err), 0);
     cr_assert_eq(duet_lm_local_new(&tl, llm, 128, "llm", &err), 0);
     cr_assert_eq(duet_lm_local_new(&dl, slm, 128, "draft", &err), 0);
-    duet_sampler *g1 = greedy(sl->n_vocab), *g2 = greedy(tl->n_vocab);
+    duet_sampler *g1 = tu_greedy(sl->n_vocab), *g2 = tu_greedy(tl->n_vocab);
     duet_strategy *leg_s, *leg_l;
     cr_assert_eq(duet_strategy_plain(&leg_s, sl, g1, &err), 0);
     duet_spec_params sp = duet_spec_default_params();

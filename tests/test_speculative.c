@@ -27,25 +27,9 @@ static int collect(void *user, int32_t tok) {
     return 0;
 }
 
-static duet_model *load(const char *name) {
-    char path[512];
-    duet_err err = {0};
-    duet_model *m = NULL;
-    duet_model_params p = duet_model_default_params();
-    p.n_threads = 1;
-    cr_assert_eq(duet_model_load(&m, tu_data(name, path, sizeof path), &p, &err), 0, "%s", err.msg);
-    return m;
-}
-
-static duet_sampler *greedy(int n_vocab) {
-    duet_sampler_params sp = duet_sampler_default_params();
-    sp.temp = 0;
-    return duet_sampler_new(&sp, n_vocab);
-}
-
 /* Plain greedy reference, then speculative runs with every draft setup. */
 static void check_greedy_ctx(const char *target_name, const char *draft_name, int n_ctx, int draft_ctx, int n_new) {
-    duet_model *tm = load(target_name), *dm = load(draft_name);
+    duet_model *tm = tu_load_ref(target_name), *dm = tu_load_ref(draft_name);
     duet_seq *ts, *ds;
     duet_err err = {0};
     cr_assert_eq(duet_seq_new(&ts, tm, n_ctx, &err), 0);
@@ -60,7 +44,7 @@ static void check_greedy_ctx(const char *target_name, const char *draft_name, in
         if (prompt_i % 2) /* a repetitive prompt gives the n-gram drafter something to find */
             for (int i = 8; i < n_prompt; i++) prompt[i] = prompt[i % 8];
         collected want = {0};
-        duet_sampler *s = greedy(tl.n_vocab);
+        duet_sampler *s = tu_greedy(tl.n_vocab);
         duet_rollback(ts, 0);
         int rc_plain = duet_generate(&tl, s, prompt, n_prompt, n_new, collect, &want, NULL, &err);
         duet_sampler_free(s);
@@ -74,7 +58,7 @@ static void check_greedy_ctx(const char *target_name, const char *draft_name, in
                 sp.use_model = src != 1, sp.use_ngram = src != 0, sp.ngram_min = 1;
                 sp.draft_max = k == 9 ? 8 : k + 1, sp.adaptive = k == 9;
                 collected got = {0};
-                duet_sampler *g = greedy(tl.n_vocab);
+                duet_sampler *g = tu_greedy(tl.n_vocab);
                 duet_rollback(ts, 0);
                 duet_rollback(ds, 0);
                 int rc = duet_speculative_generate(&tl, &dl, g, &sp, prompt, n_prompt, n_new, collect, &got, NULL, &err);
@@ -117,7 +101,7 @@ Test(speculative, draft_context_shorter_than_target, .timeout = 60) {
 /* Joint distribution of the first three sampled tokens, with top-k 3:
  * 27 cells, computed exactly from the target, against speculative samples. */
 Test(speculative, sampled_tokens_follow_target_distribution, .timeout = 120) {
-    duet_model *tm = load("ref-models/llama-a-F32.gguf"), *dm = load("ref-models/llama-a-Q4_0.gguf");
+    duet_model *tm = tu_load_ref("ref-models/llama-a-F32.gguf"), *dm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     duet_seq *ts, *ds;
     duet_err err = {0};
     cr_assert_eq(duet_seq_new(&ts, tm, 64, &err), 0);

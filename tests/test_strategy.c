@@ -30,20 +30,6 @@ static int collect(void *user, const duet_token_out *t) {
     return 0;
 }
 
-static duet_model *load_path(const char *path) {
-    duet_err err = {0};
-    duet_model *m = NULL;
-    duet_model_params p = duet_model_default_params();
-    p.n_threads = 1;
-    cr_assert_eq(duet_model_load(&m, path, &p, &err), 0, "%s: %s", path, err.msg);
-    return m;
-}
-
-static duet_model *load_ref(const char *name) {
-    char path[512];
-    return load_path(tu_data(name, path, sizeof path));
-}
-
 static duet_sampler *sampler(int n_vocab, float temp, uint64_t seed) {
     duet_sampler_params sp = duet_sampler_default_params();
     sp.temp = temp, sp.seed = seed;
@@ -102,7 +88,7 @@ static void prompt_of(int i, int32_t *p, int *n) {
  * together by one driver: every step runs at most one pass per model, and
  * every request's tokens equal what it produces alone. */
 static void check_mixed(const char *target, const char *draft, int n_new) {
-    duet_model *tm = load_ref(target), *dm = load_ref(draft);
+    duet_model *tm = tu_load_ref(target), *dm = tu_load_ref(draft);
     const setup setups[8] = {
         {0, 0, 0, 0},    {1, 0, 8, 1},    {2, 0, 8, 1}, {3, 0, 8, 1},
         {0, 0.9f, 0, 0}, {1, 0.9f, 3, 0}, {1, 0, 2, 0}, {2, 0.7f, 4, 0},
@@ -171,7 +157,7 @@ Test(strategy, eight_mixed_requests_batched_equal_solo_quantized, .timeout = 300
 /* A request that reaches its context ends with `length`, keeping its tokens
  * (plain and speculative), exactly the tokens of a plain run. */
 Test(strategy, full_context_is_finish_length, .timeout = 120) {
-    duet_model *tm = load_ref("ref-models/llama-a-F32.gguf"), *dm = load_ref("ref-models/llama-a-Q4_0.gguf");
+    duet_model *tm = tu_load_ref("ref-models/llama-a-F32.gguf"), *dm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     int32_t prompt[10];
     int n = 10;
     for (int i = 0; i < n; i++) prompt[i] = 20 + i;
@@ -201,7 +187,7 @@ Test(strategy, full_context_is_finish_length, .timeout = 120) {
 /* End-of-generation ids: emitted, then finish stop; a prompt longer than
  * the context is an error naming it. */
 Test(strategy, stop_ids_and_long_prompt) {
-    duet_model *tm = load_ref("ref-models/llama-a-F32.gguf"), *dm = load_ref("ref-models/llama-a-Q4_0.gguf");
+    duet_model *tm = tu_load_ref("ref-models/llama-a-F32.gguf"), *dm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     const setup u = {0, 0, 0, 0};
     live L;
     make(&L, &u, tm, dm, 64, 1);
@@ -232,7 +218,7 @@ Test(strategy, stop_ids_and_long_prompt) {
  * always escalating exactly the second's (the LLM's greedy output), with
  * the tokens tagged by who wrote them. */
 Test(strategy, cascade_composes_strategies, .timeout = 120) {
-    duet_model *big = load_ref("ref-models/llama-a-F32.gguf"), *small = load_ref("ref-models/llama-a-Q4_0.gguf");
+    duet_model *big = tu_load_ref("ref-models/llama-a-F32.gguf"), *small = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     duet_err err = {0};
     duet_lm *s_lm, *t_lm, *d_lm;
     cr_assert_eq(duet_lm_local_new(&s_lm, small, 128, "slm", &err), 0);
@@ -326,7 +312,7 @@ Test(strategy, logits_combine_matches_reference) {
  * and so never left its starting length (4). On repetitive text with plenty
  * to copy, it must try other lengths and settle on long drafts. */
 Test(strategy, adaptive_ngram_length_adapts, .timeout = 120) {
-    duet_model *tm = load_ref("ref-models/llama-a-F32.gguf"), *dm = load_ref("ref-models/llama-a-Q4_0.gguf");
+    duet_model *tm = tu_load_ref("ref-models/llama-a-F32.gguf"), *dm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     const setup u = {2, 0, 8, 1};
     live L;
     make(&L, &u, tm, dm, 256, 1);
@@ -375,7 +361,7 @@ static const duet_lm_i narrow_iface = {.kind = "test-narrow", .caps = DUET_LM_CA
                                        .rollback = narrow_rollback, .pos = narrow_pos, .n_ctx = narrow_n_ctx};
 
 Test(strategy, target_vocabulary_larger_than_draft, .timeout = 120) {
-    duet_model *tm = load_ref("ref-models/llama-a-F32.gguf"), *dm = load_ref("ref-models/llama-a-Q4_0.gguf");
+    duet_model *tm = tu_load_ref("ref-models/llama-a-F32.gguf"), *dm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     duet_err err = {0};
     duet_seq *ts, *ds, *ps;
     cr_assert_eq(duet_seq_new(&ts, tm, 128, &err), 0);
@@ -418,7 +404,7 @@ Test(strategy, target_vocabulary_larger_than_draft, .timeout = 120) {
  * a sampler of another vocabulary size with speculative decoding; bad
  * speculative and sampler parameters, each message naming the field. */
 Test(strategy, library_validation_names_the_field) {
-    duet_model *tm = load_ref("ref-models/llama-a-F32.gguf"), *dm = load_ref("ref-models/llama-a-Q4_0.gguf");
+    duet_model *tm = tu_load_ref("ref-models/llama-a-F32.gguf"), *dm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
     duet_err err = {0};
     duet_seq *ts, *ds;
     cr_assert_eq(duet_seq_new(&ts, tm, 64, &err), 0);
@@ -476,7 +462,7 @@ Test(strategy, library_validation_names_the_field) {
  * logits of the same positions, and the top-k lists are sorted and hold the
  * scored token's rank. */
 Test(strategy, score_is_log_softmax_of_logits) {
-    duet_model *tm = load_ref("ref-models/qwen2-b-F32.gguf");
+    duet_model *tm = tu_load_ref("ref-models/qwen2-b-F32.gguf");
     duet_err err = {0};
     duet_seq *a, *b;
     cr_assert_eq(duet_seq_new(&a, tm, 64, &err), 0);

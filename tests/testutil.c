@@ -1,3 +1,4 @@
+#include <criterion/criterion.h>
 #include "testutil.h"
 
 #include <stdio.h>
@@ -39,4 +40,24 @@ int tu_run_duet(const char *args, char **out) {
     int st = pclose(p);
     if (out) *out = buf; else free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+duet_model *tu_load_path(const char *path) {
+    duet_err err = {0};
+    duet_model *m = NULL;
+    duet_model_params p = duet_model_default_params();
+    p.n_threads = 1;
+    cr_assert_eq(duet_model_load(&m, path, &p, &err), 0, "%s: %s", path, err.msg);
+    return m;
+}
+
+duet_model *tu_load_ref(const char *rel) {
+    char path[512];
+    return tu_load_path(tu_data(rel, path, sizeof path));
+}
+
+duet_sampler *tu_greedy(int n_vocab) {
+    duet_sampler_params sp = duet_sampler_default_params();
+    sp.temp = 0;
+    return duet_sampler_new(&sp, n_vocab);
 }
