@@ -176,3 +176,58 @@ Test(sgemm, exact_integer_product) {
         }
     duet_pool_free(pool);
 }
+
+/* The transposed-source packers (weight rows -> B panels) at the CPU's SIMD
+ * level, for f32, f16 and bf16 rows, against the packing definition
+ * (sgemm.h) with an independent widening: every float bit for bit, zero
+ * columns past nc, for slices whose kc and nc are not multiples of 8. */
+static float ref_f16(uint16_t h) {
+    const int e = (h >> 10) & 31, m = h & 1023;
+    const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(1024 + m, e - 25);
+    return (float)((h & 0x8000) ? -v : v);
+}
+static float ref_bf16(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+Test(sgemm, pack_b_transposed_rows_exact) {
+    enum { ROWS = 45, LDB = 70 };
+    static uint16_t h[ROWS * LDB];
+    static float f[ROWS * LDB];
+    for (int i = 0; i < ROWS * LDB; i++) {
+        rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+        h[i] = (uint16_t)(rng_state >> 20);
+        if ((h[i] & 0x7c00) == 0x7c00) h[i] &= 0xbfff; /* no inf/NaN: NaN payloads may differ */
+        f[i] = frand();
+    }
+    const int nr = DUET_SGEMM_NR_AVX2 > DUET_SGEMM_NR_AVX512 ? DUET_SGEMM_NR_AVX2 : DUET_SGEMM_NR_AVX512;
+    const int64_t cases[][4] = {{0, 64, 0, 45}, {3, 13, 5, 17}, {6, 1, 40, 5}, {0, 70, 8, 32}}; /* p0 kc j0 nc */
+    static float got[4 * 70 * 64], want[4 * 70 * 64];
+    for (int src = 0; src < 3; src++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (int w = 16; w <= nr; w += 16) {
+                const int64_t p0 = cases[c][0], kc = cases[c][1], j0 = cases[c][2], nc = cases[c][3];
+                const duet_sgemm_bsrc bs = {src == 0 ? duet_sgemm_pack_b_f32 : src == 1 ? duet_sgemm_pack_b_f16
+                                                                                      : duet_sgemm_pack_b_bf16,
+                                            src == 0 ? (const void *)f : (const void *)h, LDB, 1};
+                const int64_t panels = (nc + w - 1) / w, total = panels * kc * w;
+                for (int64_t i = 0; i < total; i++) got[i] = SENTINEL;
+                bs.pack(&bs, got, p0, kc, j0, nc, w);
+                for (int64_t q = 0; q < panels; q++)
+                    for (int64_t p = 0; p < kc; p++)
+                        for (int j = 0; j < w; j++) {
+                            const int64_t col = q * w + j, at = (j0 + col) * LDB + p0 + p;
+                            want[q * kc * w + p * w + j] = col >= nc ? 0.0f
+                                                           : src == 0 ? f[at]
+                                                           : src == 1 ? ref_f16(h[at])
+                                                                      : ref_bf16(h[at]);
+                        }
+                for (int64_t i = 0; i < total; i++)
+                    if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+                        cr_assert_fail("src %d case %zu nr %d: element %ld = %.9g, want %.9g", src, c, w, (long)i,
+                                       got[i], want[i]);
+            }
+}

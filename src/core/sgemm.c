@@ -92,6 +92,9 @@ static void pack_a(float *dst, const float *A, int64_t lda, int trans, int64_t i
         if (s->trans && duet_simd_level() >= DUET_SIMD_AVX512 &&                              \
             duet_sgemm_pack_b_rows_avx512(s, dst, p0, kc, j0, nc, nr, SRC) == 0)              \
             return;                                                                           \
+        if (s->trans && duet_simd_level() >= DUET_SIMD_AVX2 &&                                \
+            duet_sgemm_pack_b_rows_avx2(s, dst, p0, kc, j0, nc, nr, SRC) == 0)                \
+            return;                                                                           \
         const T *B = (const T *)s->b;                                                         \
         const int64_t ldb = s->ldb;                                                           \
         for (int64_t jp = 0; jp < nc; jp += nr) {                                             \

@@ -62,6 +62,9 @@ void duet_sgemm_pack_b_bf16(const duet_sgemm_bsrc *s, float *dst, int64_t p0, in
  * multiple of 16; returns -1 (nothing written) for other cases. */
 int duet_sgemm_pack_b_rows_avx512(const duet_sgemm_bsrc *s, float *dst, int64_t p0, int64_t kc, int64_t j0,
                                   int64_t nc, int nr, int src_type);
+/* The same on AVX2 + F16C, for nr a multiple of 8. */
+int duet_sgemm_pack_b_rows_avx2(const duet_sgemm_bsrc *s, float *dst, int64_t p0, int64_t kc, int64_t j0,
+                                int64_t nc, int nr, int src_type);
 
 /* C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C with op(B) from bs,
  * on the kernel of the given SIMD level (capped by the CPU; -1 = current). */
