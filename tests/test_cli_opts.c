@@ -145,6 +145,22 @@ Test(cli_opts, perplexity) {
     EXPECT_ALL(cases);
 }
 
+Test(cli_opts, compress) {
+    static const bad_case cases[] = {
+        {"compress --bogus", "--bogus"},
+        {"compress -m " SLM " --ratio 0 -p x", "--ratio"},
+        {"compress -m " SLM " --ratio 1.5 -p x", "--ratio"},
+        {"compress -m " SLM " --ratio half -p x", "--ratio"},
+        {"compress -m " SLM " -p x", "--ratio"},
+        {"compress -m " SLM " --ratio 0.5", "-p"},
+        {"compress -m " SLM " --ratio 0.5 -p x -f y", "-f"},
+        {"compress --ratio 0.5 -p x", "-m"},
+        {"compress -m " SLM " --ratio 0.5 -p x --keep-tail -1", "--keep-tail"},
+        {"compress -m " SLM " --ratio 0.5 -p", "-p"},
+    };
+    EXPECT_ALL(cases);
+}
+
 Test(cli_opts, tokenizer_train) {
     static const bad_case cases[] = {
         {"tokenizer-train -f x -o y --vocab abc", "--vocab"},

@@ -5,8 +5,10 @@
  * integer form ceil(k * n / 10). Also: ratio 1 is the identity, first and
  * tail tokens are always kept, the lm is left at its position, ties go to the
  * earlier position, the text helper, and errors for bad input. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -299,5 +301,41 @@ Test(compress, errors) {
     cr_assert_eq(duet_compress_text(f.lm, f.v, "", 0, &p, &text, NULL, &err), DUET_EINVAL);
     cr_assert_eq(text, NULL);
     cr_assert(strstr(err.msg, "empty"), "%s", err.msg);
+    teardown(&f);
+}
+
+/* duet compress --json: one object whose counts follow the rule and whose
+ * text is the library's; a prompt longer than the SLM's context is exit 1
+ * with a message. */
+Test(compress, cli) {
+    fixture f = setup(0);
+    duet_err err = {0};
+    duet_compress_params p = {.keep_ratio = 0.4, .keep_head = 1, .keep_tail = 3};
+    char *want = NULL;
+    cr_assert_eq(duet_compress_text(f.lm, f.v, story, strlen(story), &p, &want, NULL, &err), 0, "%s", err.msg);
+    char args[2048], *out = NULL;
+    snprintf(args, sizeof args, "compress -m %s --ratio 0.4 --keep-tail 3 -t 1 -p '%s' --json 2>/dev/null", SLM, story);
+    cr_assert_eq(tu_run_duet(args, &out), 0);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithOpts(out, &end, 0);
+    cr_assert(o, "not JSON: %s", out);
+    while (*end == '\n') end++;
+    cr_assert_eq(*end, 0, "one object only: %s", out);
+    cr_assert_eq(cJSON_GetObjectItem(o, "original_tokens")->valueint, f.n);
+    cr_assert_eq(cJSON_GetObjectItem(o, "kept_tokens")->valueint, (4 * f.n + 9) / 10);
+    cr_assert_str_eq(cJSON_GetObjectItem(o, "text")->valuestring, want);
+    cJSON_Delete(o);
+    free(out);
+    free(want);
+    /* 300 words: more tokens than the context of 256 */
+    char *long_prompt = malloc(300 * 4 + 1);
+    for (int i = 0; i < 300; i++) memcpy(long_prompt + 4 * i, "cat ", 4);
+    long_prompt[1200] = 0;
+    snprintf(args, sizeof args, "compress -m %s --ratio 0.5 -p '%s' 2>&1", SLM, long_prompt);
+    out = NULL;
+    cr_assert_eq(tu_run_duet(args, &out), 1);
+    cr_assert(out && strstr(out, "duet compress: ") && strstr(out, "context"), "%s", out ? out : "");
+    free(out);
+    free(long_prompt);
     teardown(&f);
 }

@@ -14,6 +14,7 @@
     X(synth, "write a random-weight model of any shape")                              \
     X(bench, "prefill/decode tokens/s and % of the bandwidth roofline")               \
     X(perplexity, "mean loss and perplexity of a model over a text file")             \
+    X(compress, "drop a prompt's least surprising tokens (SLM surprisal, LLMLingua)")     \
     X(tokenizer_train, "train a byte-level BPE tokenizer (duet tokenizer-train)")     \
     X(train, "train a llama model from scratch or fine-tune one")                     \
     X(distill, "distill a student from a teacher model")                              \
