@@ -124,7 +124,15 @@ DUET_API int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n
  * speculative request ready to verify waits while others still draft, so
  * their verification blocks share one pass over the target. */
 #define DUET_STEP_WAIT 1
+/* step may return DUET_STEP_IDLE, planning nothing, when the request is fed
+ * from outside the engines (a remote endpoint streaming its own tokens,
+ * duet_strategy_source): it stays running and its accept is called all the
+ * same (in its first or its second turn). */
+#define DUET_STEP_IDLE 2
 DUET_API int duet_plan_second_turn(const duet_plan *p);
+/* Blocks planned so far this step, over all requests (0: nobody needs an
+ * engine, so a request fed from outside may wait for its tokens). */
+DUET_API int duet_plan_n_blocks(const duet_plan *p);
 /* 1 if a block on this engine (duet_lm.engine) is already planned. */
 DUET_API int duet_plan_engine_busy(const duet_plan *p, const void *engine);
 
@@ -295,6 +303,40 @@ DUET_API int duet_strategy_fallback(duet_strategy **out, duet_strategy *primary,
 /* Why a fallback strategy's primary failed (NULL while it has not). */
 DUET_API const char *duet_strategy_fallback_reason(const duet_strategy *s);
 
+/* ---- a leg fed from outside the engines -----------------------------------------
+ * A generator the driver does not evaluate -- a remote endpoint streaming its
+ * own completion (remote.h: duet_remote_source_new) -- seen through three
+ * calls, so libduet needs no network code. */
+typedef struct duet_token_source duet_token_source;
+typedef struct duet_token_source_i {
+    /* Starts a continuation of prompt (n_prompt) of at most max_new tokens
+     * (ignore_eos: past end-of-generation tokens), abandoning any earlier one. */
+    int (*start)(duet_token_source *src, const int32_t *prompt, int n_prompt, int max_new, int ignore_eos,
+                 duet_err *err);
+    /* Moves the tokens produced since the last call into out (at most cap),
+     * waiting up to wait_s for one when none is ready; returns how many.
+     * *ended = 1 once no more will come. A failure is returned (negative,
+     * err) only after every token produced before it was handed out. */
+    int (*poll)(duet_token_source *src, double wait_s, int32_t *out, int cap, int *ended, duet_err *err);
+    /* Abandons the running continuation (the consumer has enough). */
+    void (*stop)(duet_token_source *src);
+} duet_token_source_i;
+struct duet_token_source {
+    const duet_token_source_i *iface;
+    void *self;
+    const char *name; /* for messages */
+};
+
+/* Generation by a token source: its tokens, as they come, tagged
+ * DUET_BY_TARGET (the source is the LLM). It plans no evals
+ * (DUET_STEP_IDLE), so the driver, cascades, routing and the offline
+ * fallback take it as their LLM leg; a source that fails ends the request
+ * with its error (the fallback then carries on). stats: target_evals = the
+ * continuations started, target_tokens = the tokens received, t_target =
+ * seconds from the start to the last token, t_prefill = to the first. src
+ * is borrowed. */
+DUET_API int duet_strategy_source(duet_strategy **out, duet_token_source *src, duet_err *err);
+
 /* ---- fusion: combine the models' next-token distributions at every step -------- */
 typedef enum {
     DUET_FUSE_MIX = 0,   /* p = w p_LLM + (1 - w) p_SLM (a mixture of probabilities) */
@@ -344,6 +386,11 @@ DUET_API int duet_driver_step(duet_driver *d, duet_err *err);
 DUET_API int duet_driver_n_active(const duet_driver *d);
 /* Passes run so far and blocks they held, over all models. */
 DUET_API void duet_driver_counts(const duet_driver *d, long *passes, long *blocks);
+/* A bench option (duet serve --forward-delay-ms): every pass lasts at least
+ * `seconds` (the driver sleeps out the rest), standing for a large model on a
+ * busy server. The sleep counts in the seconds the pass reports, as a slow
+ * model's time would. 0 (the default) turns it off. */
+DUET_API void duet_driver_set_min_pass(duet_driver *d, double seconds);
 
 /* Runs one request to its end with a driver of its own. Returns the finish
  * reason, or a negative error (then err says why; the tokens emitted so far

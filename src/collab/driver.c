@@ -8,6 +8,7 @@
  * time, so one bad request ends alone with an error and the others go on. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "collab/request.h"
 #include "duet/strategy.h"
@@ -28,6 +29,7 @@ struct duet_driver {
     int n_active, cap;
     duet_plan plan;
     long passes, blocks;
+    double min_pass_s;      /* bench option: each pass lasts at least this long */
 };
 
 int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits, float *logits,
@@ -57,6 +59,8 @@ int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_l
 }
 
 int duet_plan_second_turn(const duet_plan *p) { return p->second; }
+
+int duet_plan_n_blocks(const duet_plan *p) { return p->n; }
 
 int duet_plan_engine_busy(const duet_plan *p, const void *engine) {
     for (int i = 0; i < p->n; i++)
@@ -104,6 +108,20 @@ void duet_driver_remove(duet_driver *d, duet_strategy *s) {
 
 int duet_driver_n_active(const duet_driver *d) { return d->n_active; }
 
+void duet_driver_set_min_pass(duet_driver *d, double seconds) { d->min_pass_s = seconds > 0 ? seconds : 0; }
+
+/* Sleeps out the rest of the minimum pass time begun at t0; returns now. */
+static double pad_pass(const duet_driver *d, double t0) {
+    double now = collab_now();
+    while (d->min_pass_s > 0 && now - t0 < d->min_pass_s) {
+        const double left = d->min_pass_s - (now - t0);
+        struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL);
+        now = collab_now();
+    }
+    return now;
+}
+
 void duet_driver_counts(const duet_driver *d, long *passes, long *blocks) {
     if (passes) *passes = d->passes;
     if (blocks) *blocks = d->blocks;
@@ -139,7 +157,7 @@ static void run_blocks(duet_driver *d) {
             duet_err e = {0};
             double t0 = collab_now();
             int rc = duet_lm_eval_blocks(&p->blocks[i], 1, &e);
-            if (p->seconds[i]) *p->seconds[i] = collab_now() - t0;
+            if (p->seconds[i]) *p->seconds[i] = pad_pass(d, t0) - t0;
             if (rc < 0) block_failed(p, i, d->active[p->owner[i]], rc, &e);
             d->passes++, d->blocks++;
         }
@@ -156,7 +174,7 @@ static void run_blocks(duet_driver *d) {
         duet_err e = {0};
         double t0 = collab_now();
         int rc = duet_lm_eval_blocks(group, g, &e);
-        double dt = collab_now() - t0;
+        double dt = pad_pass(d, t0) - t0;
         d->passes++, d->blocks += g;
         if (rc >= 0) {
             for (int k = 0; k < g; k++)
@@ -168,14 +186,15 @@ static void run_blocks(duet_driver *d) {
             if (s->finish != DUET_FINISH_NONE) continue;
             t0 = collab_now();
             rc = duet_lm_eval_blocks(&group[k], 1, &e);
-            if (p->seconds[idx[k]]) *p->seconds[idx[k]] = collab_now() - t0;
+            if (p->seconds[idx[k]]) *p->seconds[idx[k]] = pad_pass(d, t0) - t0;
             d->passes++;
             if (rc < 0) block_failed(p, idx[k], s, rc, &e);
         }
     }
 }
 
-/* Asks request r for its blocks; 1 if it chose to wait (DUET_STEP_WAIT). */
+/* Asks request r for its blocks; 1 if it chose to wait (DUET_STEP_WAIT), 2 if it
+ * is idle (DUET_STEP_IDLE: accepted without blocks). */
 static int ask(duet_driver *d, int r) {
     duet_plan *p = &d->plan;
     duet_strategy *s = d->active[r];
@@ -184,6 +203,7 @@ static int ask(duet_driver *d, int r) {
     const int before = p->n;
     const int rc = s->iface->step(s, p, &e);
     if (rc == DUET_STEP_WAIT && p->n == before) return 1;
+    if (rc == DUET_STEP_IDLE && p->n == before) return 2; /* fed from outside: accept all the same */
     if (rc == DUET_ENOMEM && p->n == before && !e.msg[0]) duet_err_set(&e, rc, "driver: out of memory for the plan");
     if (rc < 0) {
         p->n = before; /* nothing of a failed step runs */
@@ -211,11 +231,11 @@ int duet_driver_step(duet_driver *d, duet_err *err) {
     }
     p->second = 1;
     for (int r = 0; r < n_active; r++)
-        if (waiting[r] && d->active[r]->finish == DUET_FINISH_NONE) ask(d, r);
+        if (waiting[r] == 1 && d->active[r]->finish == DUET_FINISH_NONE) waiting[r] = (uint8_t)ask(d, r);
     if (p->n) run_blocks(d);
     for (int r = 0; r < d->n_active; r++) {
         duet_strategy *s = d->active[r];
-        int asked = 0, failed = 0;
+        int asked = waiting[r] == 2, failed = 0; /* an idle request is accepted without blocks */
         for (int i = 0; i < p->n && !asked; i++) asked = p->owner[i] == r;
         for (int i = 0; i < p->n; i++) failed |= p->owner[i] == r && p->failed[i];
         if (!asked || failed || s->finish != DUET_FINISH_NONE) continue;

@@ -11,19 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "duet/remote.h"
+#include "remote/remote_internal.h"
 
-struct duet_remote {
-    duet_remote_params p;
-    char *url, *model, *api_key, *egress;
-    pthread_mutex_t mu;        /* counters and the breaker */
-    int consecutive_failures;
-    double open_until;         /* the breaker refuses calls until then */
-    long calls, failures, retries, refused;
-    double seconds;
-};
-
-static double now_s(void) {
+double remote_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -79,6 +69,35 @@ void duet_remote_counts(const duet_remote *r, long *calls, long *failures, long 
     pthread_mutex_unlock(&m->mu);
 }
 
+int remote_may_call(duet_remote *r, duet_err *err) {
+    if (r->p.private_mode)
+        return duet_err_set(err, DUET_EUNSUPPORTED, "remote: private mode: nothing is sent to %s", r->url);
+    pthread_mutex_lock(&r->mu);
+    const int open = remote_now_s() < r->open_until;
+    if (open) r->refused++;
+    pthread_mutex_unlock(&r->mu);
+    if (open)
+        return duet_err_set(err, DUET_EIO, "remote: %s failed %d times in a row; not calling it for %.0f s", r->url,
+                            r->p.breaker_failures, r->p.breaker_open_s);
+    return 0;
+}
+
+int remote_record_call(duet_remote *r, int failed, double seconds, int retry_ok) {
+    pthread_mutex_lock(&r->mu);
+    r->calls++;
+    r->seconds += seconds;
+    if (failed) {
+        r->failures++;
+        if (++r->consecutive_failures >= r->p.breaker_failures) r->open_until = remote_now_s() + r->p.breaker_open_s;
+    } else {
+        r->consecutive_failures = 0;
+    }
+    const int may_retry = failed && retry_ok && remote_now_s() >= r->open_until;
+    if (may_retry) r->retries++;
+    pthread_mutex_unlock(&r->mu);
+    return may_retry;
+}
+
 typedef struct {
     char *buf;
     size_t len, cap;
@@ -100,7 +119,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
     return n;
 }
 
-static void egress(duet_remote *r, const char *path, const char *body) {
+void remote_egress(duet_remote *r, const char *path, const char *body) {
     if (!r->egress) return;
     FILE *f = fopen(r->egress, "a");
     if (!f) return;
@@ -116,15 +135,8 @@ static void egress(duet_remote *r, const char *path, const char *body) {
 static int post(duet_remote *r, const char *path, const char *body, int idempotent, char **resp, long *status,
                 duet_err *err) {
     *resp = NULL, *status = 0;
-    if (r->p.private_mode)
-        return duet_err_set(err, DUET_EUNSUPPORTED, "remote: private mode: nothing is sent to %s", r->url);
-    pthread_mutex_lock(&r->mu);
-    const int open = now_s() < r->open_until;
-    if (open) r->refused++;
-    pthread_mutex_unlock(&r->mu);
-    if (open)
-        return duet_err_set(err, DUET_EIO, "remote: %s failed %d times in a row; not calling it for %.0f s", r->url,
-                            r->p.breaker_failures, r->p.breaker_open_s);
+    int rc = remote_may_call(r, err);
+    if (rc < 0) return rc;
     char url[2048];
     snprintf(url, sizeof url, "%s%s", r->url, path);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
@@ -133,7 +145,6 @@ static int post(duet_remote *r, const char *path, const char *body, int idempote
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->api_key);
         h = curl_slist_append(h, auth);
     }
-    int rc = 0;
     double backoff = 0.2;
     for (int attempt = 0;; attempt++) {
         CURL *c = curl_easy_init();
@@ -150,25 +161,14 @@ static int post(duet_remote *r, const char *path, const char *body, int idempote
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(r->p.timeout_s * 1000));
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(r->p.connect_timeout_s * 1000));
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        egress(r, path, body);
-        const double t0 = now_s();
+        remote_egress(r, path, body);
+        const double t0 = remote_now_s();
         CURLcode cc = curl_easy_perform(c);
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
         curl_easy_cleanup(c);
         const int failed = cc != CURLE_OK || code >= 500;
-        pthread_mutex_lock(&r->mu);
-        r->calls++;
-        r->seconds += now_s() - t0;
-        if (failed) {
-            r->failures++;
-            if (++r->consecutive_failures >= r->p.breaker_failures) r->open_until = now_s() + r->p.breaker_open_s;
-        } else {
-            r->consecutive_failures = 0;
-        }
-        const int may_retry = failed && idempotent && attempt < r->p.retries && now_s() >= r->open_until;
-        if (may_retry) r->retries++;
-        pthread_mutex_unlock(&r->mu);
+        const int may_retry = remote_record_call(r, failed, remote_now_s() - t0, idempotent && attempt < r->p.retries);
         if (!failed) {
             *resp = b.buf ? b.buf : strdup("");
             *status = code;
@@ -188,7 +188,7 @@ static int post(duet_remote *r, const char *path, const char *body, int idempote
 }
 
 /* The message of an OpenAI-style error object, or the body's start. */
-static void error_text(const char *resp, char *out, size_t cap) {
+void remote_error_text(const char *resp, char *out, size_t cap) {
     cJSON *o = cJSON_Parse(resp);
     const cJSON *e = o ? cJSON_GetObjectItemCaseSensitive(o, "error") : NULL;
     const cJSON *m = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "message") : cJSON_IsString(e) ? e : NULL;
@@ -196,7 +196,7 @@ static void error_text(const char *resp, char *out, size_t cap) {
     cJSON_Delete(o);
 }
 
-static char *score_body(const duet_remote *r, const int32_t *tok, int n, int top_k) {
+static char *score_body(const duet_remote *r, const int32_t *tok, int n, int top_k, int decode_from) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", r->model);
     cJSON *p = cJSON_AddArrayToObject(o, "prompt");
@@ -208,6 +208,8 @@ static char *score_body(const duet_remote *r, const int32_t *tok, int n, int top
     cJSON_AddNumberToObject(o, "logprobs", top_k);
     cJSON_AddBoolToObject(o, "return_tokens_as_token_ids", 1);
     cJSON_AddBoolToObject(o, "ignore_eos", 1);
+    /* duet's server scores from here on as its streamed decode computes (other servers ignore it) */
+    if (decode_from > 0) cJSON_AddNumberToObject(o, "duet_decode_from", decode_from);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -223,9 +225,14 @@ static int32_t token_id_of(const char *s) {
 
 int duet_remote_score(duet_remote *r, const int32_t *tok, int n, float *lp, int top_k, int32_t *top_id,
                       float *top_lp, duet_err *err) {
+    return duet_remote_score_from(r, tok, n, 0, lp, top_k, top_id, top_lp, err);
+}
+
+int duet_remote_score_from(duet_remote *r, const int32_t *tok, int n, int decode_from, float *lp, int top_k,
+                           int32_t *top_id, float *top_lp, duet_err *err) {
     if (n < 1) return duet_err_set(err, DUET_EINVAL, "remote: nothing to score");
     if (top_k < 0 || top_k > 20) return duet_err_set(err, DUET_EINVAL, "remote: top_k %d outside 0..20", top_k);
-    char *body = score_body(r, tok, n, top_k > 0 ? top_k : 1), *resp = NULL;
+    char *body = score_body(r, tok, n, top_k > 0 ? top_k : 1, decode_from), *resp = NULL;
     long status = 0;
     int rc = body ? post(r, "/v1/completions", body, 1, &resp, &status, err)
                   : duet_err_set(err, DUET_ENOMEM, "remote: out of memory");
@@ -233,7 +240,7 @@ int duet_remote_score(duet_remote *r, const int32_t *tok, int n, float *lp, int 
     if (rc < 0) return rc;
     if (status != 200) {
         char msg[320];
-        error_text(resp, msg, sizeof msg);
+        remote_error_text(resp, msg, sizeof msg);
         free(resp);
         return duet_err_set(err, DUET_EUNSUPPORTED, "remote: %s cannot score a token block (HTTP %ld: %s)", r->url,
                             status, msg);
@@ -298,6 +305,9 @@ int duet_remote_probe(duet_remote *r, const duet_vocab *vocab, duet_remote_caps 
     }
     caps->reachable = 1;
     caps->token_prompts = caps->prompt_logprobs = caps->token_ids = rc == 0;
+    pthread_mutex_lock(&r->mu);
+    r->probed = 1, r->token_ids = caps->token_ids;
+    pthread_mutex_unlock(&r->mu);
     /* the same vocabulary: the remote's tokenizer gives the local ids for a known text */
     static const char known[] = "once upon a time, there was a little girl";
     int32_t local[64];
