@@ -14,6 +14,8 @@ typedef struct {
     duet_remote *r;
     int32_t *hist; /* (n_ctx) */
     int n, n_ctx;
+    int prompt_n;  /* the first block evaluated from position 0 (the prompt): later positions are
+                      scored as the server's streamed decode computes them */
 } remote_seq;
 
 static int rs_eval(duet_lm *lm, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err) {
@@ -26,6 +28,7 @@ static int rs_eval(duet_lm *lm, const int32_t *tok, int n, float *logits, int n_
         if (tok[i] < 0 || tok[i] >= lm->n_vocab)
             return duet_err_set(err, DUET_ERANGE, "%s: token id %d outside [0, %d)", lm->name, tok[i], lm->n_vocab);
     memcpy(s->hist + s->n, tok, sizeof *tok * (size_t)n);
+    if (s->n == 0) s->prompt_n = n;
     if (n_logits == 0) { /* nothing to ask: the remote reads these tokens with the next scored block */
         s->n += n;
         return 0;
@@ -34,7 +37,7 @@ static int rs_eval(duet_lm *lm, const int32_t *tok, int n, float *logits, int n_
     float *lp = malloc(sizeof *lp * (size_t)total);
     int32_t *tid = malloc(sizeof *tid * (size_t)total * k);
     float *tlp = malloc(sizeof *tlp * (size_t)total * k);
-    int rc = lp && tid && tlp ? duet_remote_score(s->r, s->hist, total, lp, k, tid, tlp, err)
+    int rc = lp && tid && tlp ? duet_remote_score_from(s->r, s->hist, total, s->prompt_n, lp, k, tid, tlp, err)
                               : duet_err_set(err, DUET_ENOMEM, "%s: out of memory", lm->name);
     for (int row = 0; rc == 0 && row < n_logits; row++) {
         const int pos = total - n_logits + row; /* the row after token pos */

@@ -248,6 +248,13 @@ int srv_config_load_json(srv_config *c, const char *path, duet_err *err) {
         goto done;
     }
     if (tl) c->time_limit_s = tl->valuedouble;
+    /* bench option: a large model on a busy server (docs/edge-cloud.md) */
+    const cJSON *fd = cJSON_GetObjectItemCaseSensitive(root, "forward_delay_ms");
+    if (fd && (!cJSON_IsNumber(fd) || fd->valuedouble < 0 || fd->valuedouble > 60000)) {
+        rc = duet_err_set(err, DUET_EINVAL, "config: forward_delay_ms must be a number of milliseconds in [0, 60000]");
+        goto done;
+    }
+    if (fd) c->forward_delay_s = fd->valuedouble / 1000;
     const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
     if (!cJSON_IsObject(models) || !models->child) {
         rc = duet_err_set(err, DUET_EINVAL, "config: \"models\" must be an object of name: {\"path\": ...}");

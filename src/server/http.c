@@ -172,6 +172,7 @@ static int submit_jobs(call *k, srv_error *e) {
             for (int i = 0; i < r->n_stop; i++) j->stop[j->n_stop++] = strdup(r->stop[i]);
             j->top_logprobs = r->logprobs;
             j->score_prompt = r->echo && r->logprobs >= 0;
+            j->decode_from = r->decode_from;
             j->ignore_eos = r->ignore_eos;
             j->index = k->n_jobs - 1;
             j->t_queued = t;

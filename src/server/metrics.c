@@ -118,6 +118,8 @@ char *srv_metrics_text(srv_metrics *m, const srv_config *c) {
             "duet_draft_tokens_total %ld\n", m->drafted);
     put(&b, "# HELP duet_draft_accepted_total Draft tokens the target kept.\n# TYPE duet_draft_accepted_total counter\n"
             "duet_draft_accepted_total %ld\n", m->accepted);
+    put(&b, "# HELP duet_forward_passes_total Passes over the models' weights (each step's pass per model, each echo "
+            "scoring pass).\n# TYPE duet_forward_passes_total counter\nduet_forward_passes_total %ld\n", m->forward_passes);
     put(&b, "# HELP duet_queue_depth Requests waiting for a slot.\n# TYPE duet_queue_depth gauge\n"
             "duet_queue_depth %d\n", m->queue_depth);
     put(&b, "# HELP duet_slots_busy Slots decoding a request.\n# TYPE duet_slots_busy gauge\nduet_slots_busy %d\n",

@@ -381,6 +381,10 @@ int srv_parse_request(const srv_config *c, int chat, const char *body, size_t le
         int lp = -1;
         if (get_int(root, "logprobs", 0, SRV_MAX_TOP_LOGPROBS, &lp, e)) goto done;
         r->logprobs = lp;
+        /* duet's extension: with echo, the prompt's tokens from this index on
+         * are scored as the server's streamed generation computes them (one
+         * token at a time after a prompt of that length), not in one block */
+        if (get_int(root, "duet_decode_from", 0, 1 << 30, &r->decode_from, e)) goto done;
     }
     rc = 0;
 done:

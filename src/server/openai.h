@@ -27,6 +27,7 @@ typedef struct srv_req {
     int stream, include_usage, echo, ignore_eos;
     int ids_as_tokens;              /* return_tokens_as_token_ids (vLLM's): logprob tokens as "token_id:N" */
     int logprobs;                   /* -1: none; else top alternatives per token (0..20) */
+    int decode_from;                /* duet_decode_from: echo scores positions >= this in the decode arithmetic (0: none) */
 } srv_req;
 
 /* An error for the client: HTTP status, message, and the field at fault ("" if none). */

@@ -174,35 +174,98 @@ static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_sta
     srv_job_release(j);
 }
 
-/* echo + logprobs: the prompt's own log-probabilities, one pass. */
-static int score_prompt(srv_slot *sl, srv_job *j, duet_err *err) {
+/* Sleeps out the rest of the configured minimum pass time begun at t0
+ * (the --forward-delay-ms bench option). */
+static void pad_pass(const srv_sched *s, double t0) {
+    for (double left; (left = s->cfg->forward_delay_s - (now_s() - t0)) > 0;) {
+        struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void count_passes(srv_sched *s, long n) {
+    pthread_mutex_lock(&s->metrics->mu);
+    s->metrics->forward_passes += n;
+    pthread_mutex_unlock(&s->metrics->mu);
+}
+
+/* echo + logprobs: the prompt's own log-probabilities, one pass. Positions
+ * from j->decode_from on are computed in the decode-consistent arithmetic
+ * (bit for bit what one-token evals give), so a client that scores a prompt
+ * plus a block sees exactly the tokens the server's streamed generation
+ * would choose after that prompt. The rows come back in rows
+ * (n_prompt, n_vocab) for the caller, which owns them. */
+static int score_prompt(srv_sched *sc, srv_slot *sl, srv_job *j, float **rows_out, duet_err *err) {
     duet_lm *lm = sl->lm[j->prof.model];
+    *rows_out = NULL;
     int rc = duet_lm_rollback(lm, 0, err);
     if (rc < 0) return rc;
-    const int k = j->top_logprobs > 0 ? j->top_logprobs : 0;
-    float *lp = malloc(sizeof *lp * (size_t)j->n_prompt);
-    int32_t *tid = k ? malloc(sizeof *tid * (size_t)j->n_prompt * k) : NULL;
-    float *tlp = k ? malloc(sizeof *tlp * (size_t)j->n_prompt * k) : NULL;
-    srv_token *pt = calloc((size_t)j->n_prompt, sizeof *pt);
-    if (!lp || !pt || (k && (!tid || !tlp))) rc = duet_err_set(err, DUET_ENOMEM, "out of memory scoring the prompt");
-    if (rc >= 0) rc = duet_lm_score(lm, j->prompt, j->n_prompt, lp, k, tid, tlp, err);
+    const int k = j->top_logprobs > 0 ? j->top_logprobs : 0, n = j->n_prompt, nv = lm->n_vocab;
+    const int split = j->decode_from > 0 && j->decode_from < n ? j->decode_from : n;
+    float *rows = malloc(sizeof *rows * (size_t)nv * (size_t)n); /* (n_prompt, n_vocab) */
+    float *lp = malloc(sizeof *lp * (size_t)n);                  /* (n_prompt) */
+    srv_token *pt = calloc((size_t)n, sizeof *pt);               /* (n_prompt) */
+    if (!rows || !lp || !pt) rc = duet_err_set(err, DUET_ENOMEM, "out of memory scoring the prompt");
+    const double t0 = now_s();
+    if (rc >= 0) rc = duet_lm_eval(lm, j->prompt, split, rows, split, err);
+    if (rc >= 0 && split < n && (rc = duet_lm_set_decode_consistent(lm, 1)) >= 0)
+        rc = duet_lm_eval(lm, j->prompt + split, n - split, rows + (size_t)split * nv, n - split, err);
+    duet_lm_set_decode_consistent(lm, 0);
+    pad_pass(sc, t0);
+    count_passes(sc, 1); /* one request's sequence read once, whatever its split */
     if (rc >= 0) {
-        /* top alternatives at position i are those for the token after i: shift to "at token i" */
-        for (int i = 0; i < j->n_prompt; i++) {
+        /* the alternatives "at token i" are those of the row after token i - 1 */
+        for (int i = 0; i < n; i++) {
             pt[i].id = j->prompt[i];
-            pt[i].logprob = lp[i];
             pt[i].n_top = i > 0 ? k : 0;
-            for (int t = 0; i > 0 && t < k; t++)
-                pt[i].top_id[t] = tid[(size_t)(i - 1) * k + t], pt[i].top_lp[t] = tlp[(size_t)(i - 1) * k + t];
+            if (i == 0) {
+                lp[i] = NAN;
+                continue;
+            }
+            const float *row = rows + (size_t)(i - 1) * nv; /* (n_vocab) */
+            float mx = -INFINITY;
+            for (int v = 0; v < nv; v++) mx = row[v] > mx ? row[v] : mx;
+            double z = 0;
+            for (int v = 0; v < nv; v++) z += exp((double)row[v] - mx);
+            lp[i] = (float)(row[j->prompt[i]] - (mx + log(z)));
+            if (k) top_k(row, nv, k, pt[i].top_id, pt[i].top_lp);
         }
+        for (int i = 0; i < n; i++) pt[i].logprob = lp[i];
         pthread_mutex_lock(&j->mu);
         j->prompt_lp = lp, lp = NULL;
         j->prompt_tok = pt, pt = NULL;
         pthread_mutex_unlock(&j->mu);
+        *rows_out = rows, rows = NULL;
     }
-    free(lp), free(tid), free(tlp), free(pt);
+    free(rows), free(lp), free(pt);
     duet_lm_rollback(lm, 0, NULL);
     return rc;
+}
+
+/* The scoring pass already holds the row after the prompt: a plain greedy
+ * request for one token (a remote verifier's call) takes its argmax from it
+ * instead of a second pass over the whole prompt. Returns 1 if it did. */
+static int one_token_from_score(srv_sched *s, srv_slot *sl, srv_job *j, const float *rows) {
+    const duet_sampler_params *sp = &j->sp;
+    if (!rows || j->max_tokens != 1 || j->prof.kind != SRV_PLAIN || sp->temp > 0 || sp->repeat_penalty != 1 ||
+        sp->freq_penalty != 0 || sp->presence_penalty != 0)
+        return 0;
+    const int nv = sl->lm[j->prof.model]->n_vocab;
+    const float *row = rows + (size_t)(j->n_prompt - 1) * nv; /* (n_vocab) the row after the prompt */
+    int32_t best = 0;
+    for (int v = 1; v < nv; v++)
+        if (row[v] > row[best]) best = v;
+    float mx = row[best];
+    double z = 0;
+    for (int v = 0; v < nv; v++) z += exp((double)row[v] - mx);
+    duet_token_out t = {.id = best, .origin = DUET_BY_TARGET, .logprob = (float)-log(z), .logits = row, .n_vocab = nv};
+    on_token(sl, &t);
+    j->stats.n_prompt = j->n_prompt, j->stats.n_generated = 1;
+    j->stats.by_origin[DUET_BY_TARGET] = 1;
+    int eog = 0;
+    for (int i = 0; !j->ignore_eos && i < s->n_eog; i++) eog |= s->eog[i] == best;
+    end_job(s, sl, eog ? "stop" : "length", 200, NULL);
+    return 1;
 }
 
 /* The route profile's router for this share: threshold on the SLM's mean
@@ -266,7 +329,11 @@ static void start_job(srv_sched *s, srv_slot *sl) {
         if ((int)strlen(j->stop[i]) > sl->max_stop_len) sl->max_stop_len = (int)strlen(j->stop[i]);
     size_t dummy;
     duet_detok_stream_flush(sl->detok, &dummy); /* a fresh stream for the new text */
-    if (j->score_prompt && score_prompt(sl, j, &err) < 0) return end_job(s, sl, "error", 500, err.msg);
+    float *rows = NULL; /* (n_prompt, n_vocab) the scoring pass's rows */
+    if (j->score_prompt && score_prompt(s, sl, j, &rows, &err) < 0) return end_job(s, sl, "error", 500, err.msg);
+    const int answered = one_token_from_score(s, sl, j, rows);
+    free(rows);
+    if (answered) return;
     if (j->max_tokens == 0) return end_job(s, sl, "length", 200, NULL);
     if (duet_sampler_new_checked(&sl->sampler, &j->sp, c->models[j->prof.model].model ? duet_model_n_vocab(c->models[j->prof.model].model) : 0, &err) < 0)
         return end_job(s, sl, "error", 400, err.msg);
@@ -321,7 +388,11 @@ static void *sched_main(void *arg) {
         for (int i = 0; i < n_started; i++) start_job(s, &s->slots[started[i]]);
         if (duet_driver_n_active(s->driver) > 0) {
             duet_err err = {0};
+            long before, after;
+            duet_driver_counts(s->driver, &before, NULL);
             duet_driver_step(s->driver, &err);
+            duet_driver_counts(s->driver, &after, NULL);
+            count_passes(s, after - before);
         }
         const double now = now_s();
         int active = 0;
@@ -353,6 +424,7 @@ int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err) 
     if (!s->queue || !s->slots) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory for %d slots", c->slots);
     int rc = duet_driver_new(&s->driver, err);
     if (rc < 0) return rc;
+    duet_driver_set_min_pass(s->driver, c->forward_delay_s);
     if ((s->n_eog = duet_vocab_eog_ids(c->models[0].vocab, &s->eog)) < 0) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
     for (int p = 0; p < c->n_profiles; p++) {
         duet_spec_adapt_init(&c->profiles[p].learned_model, c->profiles[p].spec.draft_max);

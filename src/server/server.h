@@ -59,6 +59,7 @@ typedef struct srv_config {
     int port;           /* 0: any free port */
     int threads, slots, ctx, queue;
     double time_limit_s;
+    double forward_delay_s; /* bench option: every forward pass lasts at least this long (0: off) */
     size_t body_limit;
     char api_key[256];  /* "" = none */
     int n_models, n_profiles;
@@ -106,6 +107,7 @@ typedef struct srv_job {
     int n_stop;
     int top_logprobs;    /* alternatives per token, 0..20; -1: no logprobs at all */
     int score_prompt;    /* echo + logprobs: log-probabilities of the prompt tokens too */
+    int decode_from;     /* score_prompt: positions >= this (when in (0, n_prompt)) in the decode arithmetic */
     int ignore_eos;
     double t_queued;
     int index;           /* choice index */
@@ -149,6 +151,7 @@ typedef struct srv_metrics {
     long tokens_evaluated[SRV_MAX_MODELS];
     long tokens_generated[SRV_MAX_MODELS];
     long drafted, accepted;
+    long forward_passes; /* passes over the models' weights: driver passes and echo scoring passes */
     long by_origin[DUET_ORIGIN_COUNT];
     int queue_depth, active;
     srv_hist ttft, tpot, duration;

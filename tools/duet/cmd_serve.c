@@ -23,7 +23,7 @@ static void on_signal(int sig) { (void)sig; stop_flag = 1; }
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *draft = NULL, *config = NULL, *host = NULL, *api_key = NULL;
     int port = -1, threads = duet_cli_default_threads(), slots = -1, ctx = -1, queue = -1, body_kb = -1;
-    double time_limit = -1;
+    double time_limit = -1, forward_delay_ms = -1;
     const duet_opt opts[] = {
         DUET_OPT_STR("model", 'm', &model, "LLM", "the large model (profile llm)"),
         DUET_OPT_STR("draft", 0, &draft, "SLM", "the small model: profile slm, and duet-spec drafts with it"),
@@ -36,6 +36,8 @@ int cmd_serve(int argc, char **argv) {
         DUET_OPT_INT("queue", 0, &queue, 1, 1 << 16, "N", "requests waiting for a slot before 503 (default 64)"),
         DUET_OPT_STR("api-key", 0, &api_key, "KEY", "require 'Authorization: Bearer KEY' (default: none)"),
         DUET_OPT_DOUBLE("time-limit", 0, &time_limit, 0.001, 86400, "S", "seconds one request may run (default 600)"),
+        DUET_OPT_DOUBLE("forward-delay-ms", 0, &forward_delay_ms, 0, 60000, "MS",
+                        "bench option: every forward pass lasts at least MS (a large model on a busy server)"),
         DUET_OPT_INT("body-limit", 0, &body_kb, 1, 1 << 20, "KIB", "largest request body in KiB (default 1024)"),
         DUET_OPT_END,
     };
@@ -58,6 +60,7 @@ int cmd_serve(int argc, char **argv) {
     if (ctx >= 0) cfg.ctx = ctx;
     if (queue > 0) cfg.queue = queue;
     if (time_limit > 0) cfg.time_limit_s = time_limit;
+    if (forward_delay_ms >= 0) cfg.forward_delay_s = forward_delay_ms / 1000;
     if (body_kb > 0) cfg.body_limit = (size_t)body_kb * 1024;
     if (api_key) snprintf(cfg.api_key, sizeof cfg.api_key, "%s", api_key);
     if (!cfg.threads || threads != duet_cli_default_threads()) cfg.threads = threads;

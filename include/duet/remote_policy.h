@@ -1,0 +1,55 @@
+/* duet — whether to draft on the device for a remote LLM, from measured
+ * costs: the round trip, the LLM's time per forward pass, the draft's time
+ * per token, and how often the draft agrees with the LLM.
+ *
+ * Remote generation alone streams one token per LLM forward pass: after the
+ * first token (one round trip plus the prompt's pass), a token every t_pass.
+ * Remote speculative decoding pays, per round, k draft tokens on the device,
+ * one round trip and one LLM pass over the block, and gets
+ *   E(k) = 1 + a + a^2 + ... + a^k = (1 - a^(k+1)) / (1 - a)
+ * tokens (Leviathan et al., with an i.i.d. acceptance rate a). Drafting wins
+ * when max_k E(k) / (k t_draft + rtt + t_verify) beats 1 / t_pass by the
+ * margin; a long round trip in front of a fast server loses, a slow server
+ * behind a short one wins. The same arithmetic, fed with measured seconds
+ * per verification (which include the round trip), is why the adaptive
+ * draft length (spec.h) drafts longer as the round trip grows. */
+#ifndef DUET_REMOTE_POLICY_H
+#define DUET_REMOTE_POLICY_H
+
+#include "duet/api.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DUET_REMOTE_MODE_SPEC = 0, DUET_REMOTE_MODE_REMOTE = 1 } duet_remote_mode;
+
+typedef struct duet_remote_policy_in {
+    double rtt_s;      /* a round trip to the endpoint (a cheap call), seconds */
+    double t_pass_s;   /* the LLM's time per forward pass as the stream sees it (seconds per streamed token) */
+    double t_verify_s; /* one verification call's time on the server (the pass over the sequence); <= 0: t_pass_s */
+    double t_draft_s;  /* the device's seconds per draft token */
+    double alpha;      /* the draft's acceptance rate, in [0, 1] */
+    int k_max;         /* longest draft considered (1..16) */
+    double margin;     /* drafting must be predicted this many times faster (e.g. 1.1); <= 0: 1 */
+} duet_remote_policy_in;
+
+typedef struct duet_remote_policy_out {
+    duet_remote_mode mode;
+    int k;                 /* the best draft length (1..k_max) */
+    double spec_tok_s;     /* predicted tokens/s of speculative decoding at k */
+    double remote_tok_s;   /* predicted tokens/s of remote generation alone */
+    double speedup;        /* spec_tok_s / remote_tok_s */
+    double expected_tokens;/* E(k) per round */
+} duet_remote_policy_out;
+
+/* Fills out from in; DUET_EINVAL (out untouched) for a negative or
+ * non-finite time, alpha outside [0, 1] or k_max outside 1..16. */
+DUET_API int duet_remote_policy_decide(const duet_remote_policy_in *in, duet_remote_policy_out *out);
+
+DUET_API const char *duet_remote_mode_name(duet_remote_mode m); /* "spec", "remote" */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
