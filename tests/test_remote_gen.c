@@ -1,0 +1,441 @@
+#define _GNU_SOURCE /* strcasestr */
+/* Streamed remote generation (duet_remote_generate, the remote source as a
+ * strategy leg) against duet's own server on loopback, and against tiny
+ * hand-written HTTP servers in this file for what a real server will not do
+ * on demand: events split at every byte, a stream that stalls after its
+ * first token, a malformed event.
+ *
+ * References are independent of the client under test: the server's own
+ * non-streamed greedy completion (token ids via return_tokens_as_token_ids),
+ * and the local model's own greedy output. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include "duet/lm_local.h"
+#include "duet/model.h"
+#include "duet/remote.h"
+#include "duet/strategy.h"
+#include "server_util.h"
+
+static const int32_t PROMPT[] = {311, 260, 785, 338, 305, 1210, 290, 262};
+#define N_PROMPT ((int)(sizeof PROMPT / sizeof PROMPT[0]))
+
+typedef struct {
+    char *buf;
+    size_t len;
+} body;
+
+static size_t grab(char *p, size_t s, size_t n, void *u) {
+    body *b = u;
+    char *t = realloc(b->buf, b->len + s * n + 1);
+    if (!t) return 0;
+    memcpy(t + b->len, p, s * n);
+    b->buf = t, b->len += s * n, t[b->len] = 0;
+    return s * n;
+}
+
+/* The server's own greedy completion of PROMPT, not streamed, as ids. */
+static int server_greedy(const char *base, int max_tokens, int32_t *ids) {
+    char url[128], req[512];
+    snprintf(url, sizeof url, "%s/v1/completions", base);
+    int o = snprintf(req, sizeof req, "{\"model\":\"llm\",\"max_tokens\":%d,\"temperature\":0,\"logprobs\":0,"
+                                      "\"return_tokens_as_token_ids\":true,\"ignore_eos\":true,\"prompt\":[", max_tokens);
+    for (int i = 0; i < N_PROMPT; i++) o += snprintf(req + o, sizeof req - o, "%s%d", i ? "," : "", PROMPT[i]);
+    snprintf(req + o, sizeof req - o, "]}");
+    CURL *c = curl_easy_init();
+    body b = {0};
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    cJSON *j = cJSON_Parse(b.buf);
+    const cJSON *toks = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0), "logprobs"), "tokens");
+    cr_assert(cJSON_IsArray(toks), "no token ids in %s", b.buf);
+    int n = 0;
+    for (const cJSON *t = toks->child; t; t = t->next) ids[n++] = atoi(t->valuestring + strlen("token_id:"));
+    cJSON_Delete(j);
+    free(b.buf);
+    return n;
+}
+
+typedef struct {
+    int32_t ids[256];
+    int n;
+    int by[DUET_ORIGIN_COUNT];
+    su_server *kill_server;
+    int kill_after;
+} collected;
+
+static int on_remote_token(void *ud, int32_t id, const char *piece, int len) {
+    collected *c = ud;
+    (void)piece, (void)len;
+    if (c->n < 256) c->ids[c->n++] = id;
+    return 0;
+}
+
+static int collect(void *user, const duet_token_out *t) {
+    collected *c = user;
+    if (c->n < 256) c->ids[c->n++] = t->id;
+    c->by[t->origin]++;
+    if (c->kill_server && c->n == c->kill_after) su_kill(c->kill_server);
+    return 0;
+}
+
+static duet_remote *open_remote(const char *url, double timeout_s) {
+    duet_remote_params p = duet_remote_default_params();
+    p.url = url, p.model = "llm", p.timeout_s = timeout_s, p.connect_timeout_s = 1, p.retries = 1;
+    duet_remote *r;
+    duet_err err = {0};
+    cr_assert_eq(duet_remote_open(&r, &p, &err), 0, "%s", err.msg);
+    return r;
+}
+
+TestSuite(remote_gen, .fini = su_kill_all, .timeout = 240);
+
+Test(remote_gen, the_stream_equals_the_servers_own_greedy_output) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    su_server s;
+    su_start(&s, "--slots 2");
+    int32_t want[32];
+    const int n_want = server_greedy(s.base, 24, want);
+    cr_assert_eq(n_want, 24);
+    duet_remote *r = open_remote(s.base, 30);
+    duet_err err = {0};
+    duet_remote_gen_params gp = {.max_tokens = 24, .temp = 0, .ignore_eos = 1};
+    /* before any probe (ids asked for), and after one */
+    for (int probed = 0; probed < 2; probed++) {
+        if (probed) {
+            duet_remote_caps caps;
+            cr_assert_eq(duet_remote_probe(r, NULL, &caps, &err), 0, "%s", err.msg);
+            cr_assert(caps.token_ids, "%s", caps.report);
+        }
+        collected got = {0};
+        duet_remote_gen_stats st;
+        cr_assert_eq(duet_remote_generate(r, PROMPT, N_PROMPT, &gp, on_remote_token, &got, &st, &err), 0, "%s",
+                     err.msg);
+        cr_assert_eq(got.n, n_want, "streamed %d tokens, the server's answer has %d", got.n, n_want);
+        cr_assert_arr_eq(got.ids, want, sizeof(int32_t) * n_want, "the streamed ids differ from the server's");
+        cr_assert_eq(st.n_tokens, 24);
+        cr_assert_str_eq(st.finish, "length");
+        cr_assert(st.ttft_s > 0 && st.ttft_s <= st.total_s, "ttft %.3f total %.3f", st.ttft_s, st.total_s);
+    }
+    /* the same stream as a strategy leg: every token the LLM's, nothing evaluated locally */
+    duet_token_source *src;
+    cr_assert_eq(duet_remote_source_new(&src, r, NULL, &gp, &err), 0, "%s", err.msg);
+    duet_strategy *leg;
+    cr_assert_eq(duet_strategy_source(&leg, src, &err), 0, "%s", err.msg);
+    collected got = {0};
+    duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = 24, .emit = collect, .user = &got};
+    cr_assert_eq(duet_run(leg, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+    cr_assert_arr_eq(got.ids, want, sizeof(int32_t) * 24);
+    cr_assert_eq(got.by[DUET_BY_TARGET], 24);
+    /* a consumer that stops early ends the stream there */
+    collected few = {0};
+    q.max_new = 5, q.user = &few;
+    cr_assert_eq(duet_run(leg, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+    cr_assert_eq(few.n, 5);
+    cr_assert_arr_eq(few.ids, want, sizeof(int32_t) * 5);
+    duet_strategy_free(leg);
+    duet_remote_source_free(src);
+    duet_remote_free(r);
+    su_stop(&s);
+}
+
+/* ---- a hand-written server: one connection, a scripted answer ------------------ */
+typedef struct {
+    int fd;
+    const char *answer; /* sent after the request */
+    int byte_by_byte;   /* one write per byte */
+    double hold_s;      /* then keep the connection open this long */
+    pthread_t th;
+} fake_server;
+
+static void *fake_main(void *arg) {
+    fake_server *f = arg;
+    int c = accept(f->fd, NULL, NULL);
+    if (c < 0) return NULL;
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char req[8192];
+    size_t got = 0;
+    /* the request: headers, then a body of Content-Length bytes */
+    for (;;) {
+        ssize_t n = recv(c, req + got, sizeof req - 1 - got, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+        req[got] = 0;
+        char *end = strstr(req, "\r\n\r\n");
+        const char *cl = strcasestr(req, "content-length:");
+        if (end && cl && got >= (size_t)(end + 4 - req) + (size_t)atoi(cl + 15)) break;
+    }
+    const size_t n = strlen(f->answer);
+    if (f->byte_by_byte)
+        for (size_t i = 0; i < n; i++) {
+            if (send(c, f->answer + i, 1, MSG_NOSIGNAL) != 1) break;
+            usleep(200);
+        }
+    else
+        send(c, f->answer, n, MSG_NOSIGNAL);
+    usleep((useconds_t)(f->hold_s * 1e6));
+    close(c);
+    return NULL;
+}
+
+static void fake_start(fake_server *f, char *url, size_t cap) {
+    f->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(f->fd, 4), 0);
+    socklen_t al = sizeof a;
+    getsockname(f->fd, (struct sockaddr *)&a, &al);
+    snprintf(url, cap, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    pthread_create(&f->th, NULL, fake_main, f);
+}
+
+static void fake_stop(fake_server *f) {
+    shutdown(f->fd, SHUT_RDWR);
+    close(f->fd);
+    pthread_join(f->th, NULL);
+}
+
+#define SSE_HEAD "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+Test(remote_gen, events_split_at_every_byte_are_read_whole) {
+    fake_server f = {.byte_by_byte = 1,
+                     .answer = SSE_HEAD
+                     ": a comment line\r\n\r\n"
+                     "data: {\"choices\":[{\"index\":0,\"text\":\"ab\",\"logprobs\":{\"tokens\":"
+                     "[\"token_id:7\",\"token_id:9\"]},\"finish_reason\":null}]}\r\n\r\n"
+                     "data: {\"choices\":[{\"index\":0,\"text\":\"\\u00e9\",\"logprobs\":{\"tokens\":"
+                     "[\"token_id:300\"]},\"finish_reason\":null}]}\n\n"
+                     "data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n"
+                     "data: [DONE]\n\n"};
+    char url[64];
+    fake_start(&f, url, sizeof url);
+    duet_remote *r = open_remote(url, 5);
+    duet_err err = {0};
+    collected got = {0};
+    duet_remote_gen_stats st;
+    duet_remote_gen_params gp = {.max_tokens = 16};
+    cr_assert_eq(duet_remote_generate(r, PROMPT, N_PROMPT, &gp, on_remote_token, &got, &st, &err), 0, "%s", err.msg);
+    fake_stop(&f);
+    cr_assert_eq(got.n, 3);
+    cr_assert_eq(got.ids[0], 7);
+    cr_assert_eq(got.ids[1], 9);
+    cr_assert_eq(got.ids[2], 300);
+    cr_assert_str_eq(st.finish, "stop");
+    duet_remote_free(r);
+}
+
+Test(remote_gen, a_stream_that_stalls_after_a_token_trips_the_timeout) {
+    fake_server f = {.hold_s = 1.5,
+                     .answer = SSE_HEAD "data: {\"choices\":[{\"index\":0,\"text\":\"a\",\"logprobs\":{\"tokens\":"
+                                        "[\"token_id:5\"]},\"finish_reason\":null}]}\n\n"};
+    char url[64];
+    fake_start(&f, url, sizeof url);
+    duet_remote *r = open_remote(url, 30); /* the whole-call timeout is long: the stall timeout must trip */
+    duet_err err = {0};
+    collected got = {0};
+    duet_remote_gen_params gp = {.max_tokens = 16, .stall_s = 0.5};
+    const double t0 = now_s();
+    const int rc = duet_remote_generate(r, PROMPT, N_PROMPT, &gp, on_remote_token, &got, NULL, &err);
+    const double dt = now_s() - t0;
+    cr_assert_eq(rc, DUET_EIO, "rc %d: %s", rc, err.msg);
+    cr_assert(strstr(err.msg, "stalled"), "%s", err.msg);
+    cr_assert(dt >= 0.45 && dt < 3, "gave up after %.2f s for a 0.5 s stall timeout", dt);
+    cr_assert_eq(got.n, 1, "the token before the stall was delivered");
+    cr_assert_eq(got.ids[0], 5);
+    fake_stop(&f);
+    duet_remote_free(r);
+}
+
+Test(remote_gen, a_server_that_never_answers_trips_the_timeout) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(s, 8), 0); /* accepted by the kernel, never read */
+    socklen_t al = sizeof a;
+    getsockname(s, (struct sockaddr *)&a, &al);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    duet_remote_params p = duet_remote_default_params();
+    p.url = url, p.model = "llm", p.timeout_s = 0.5, p.retries = 0;
+    duet_remote *r;
+    duet_err err = {0};
+    cr_assert_eq(duet_remote_open(&r, &p, &err), 0);
+    duet_remote_gen_params gp = {.max_tokens = 8};
+    const double t0 = now_s();
+    cr_assert_eq(duet_remote_generate(r, PROMPT, N_PROMPT, &gp, on_remote_token, &(collected){0}, NULL, &err), DUET_EIO);
+    const double dt = now_s() - t0;
+    cr_assert(strstr(err.msg, "stalled"), "%s", err.msg);
+    cr_assert(dt >= 0.45 && dt < 3, "gave up after %.2f s for a 0.5 s timeout", dt);
+    duet_remote_free(r);
+    close(s);
+}
+
+Test(remote_gen, a_malformed_event_and_an_error_status_are_clear_errors) {
+    fake_server f = {.answer = SSE_HEAD "data: {\"choices\": [oops\n\n"};
+    char url[64];
+    fake_start(&f, url, sizeof url);
+    duet_remote *r = open_remote(url, 5);
+    duet_err err = {0};
+    duet_remote_gen_params gp = {.max_tokens = 8};
+    cr_assert_eq(duet_remote_generate(r, PROMPT, N_PROMPT, &gp, on_remote_token, &(collected){0}, NULL, &err), DUET_EIO);
+    cr_assert(strstr(err.msg, "malformed stream event"), "%s", err.msg);
+    fake_stop(&f);
+    duet_remote_free(r);
+    fake_server g = {.answer = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                               "Content-Length: 49\r\n\r\n{\"error\":{\"message\":\"Only no echo is supported\"}}"};
+    fake_start(&g, url, sizeof url);
+    r = open_remote(url, 5);
+    cr_assert_eq(duet_remote_generate(r, PROMPT, N_PROMPT, &gp, on_remote_token, &(collected){0}, NULL, &err),
+                 DUET_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "HTTP 400") && strstr(err.msg, "Only no echo is supported"), "%s", err.msg);
+    fake_stop(&g);
+    duet_remote_free(r);
+}
+
+/* The local SLM and its own greedy output (the reference for never-escalating strategies). */
+static int slm_greedy(duet_model *m, int max_new, int32_t *ids) {
+    duet_err err = {0};
+    duet_lm *lm;
+    cr_assert_eq(duet_lm_local_new(&lm, m, 256, "slm", &err), 0);
+    duet_sampler *g = tu_greedy(duet_model_n_vocab(m));
+    duet_strategy *p;
+    cr_assert_eq(duet_strategy_plain(&p, lm, g, &err), 0);
+    collected c = {0};
+    duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = max_new, .emit = collect, .user = &c};
+    cr_assert_geq(duet_run(p, &q, &err), 0, "%s", err.msg);
+    memcpy(ids, c.ids, sizeof *ids * (size_t)c.n);
+    duet_strategy_free(p);
+    duet_sampler_free(g);
+    duet_lm_free(lm);
+    return c.n;
+}
+
+Test(remote_gen, cascade_and_route_with_a_remote_leg_at_their_extremes) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    su_server s;
+    su_start(&s, "--slots 2");
+    const int n_new = 20;
+    int32_t llm_want[32], slm_want[32];
+    cr_assert_eq(server_greedy(s.base, n_new, llm_want), n_new);
+    duet_model *sm = tu_load_path(SU_DRAFT);
+    cr_assert_eq(slm_greedy(sm, n_new, slm_want), n_new);
+    cr_assert(memcmp(llm_want, slm_want, sizeof(int32_t) * n_new), "the models agree: the test could not tell them apart");
+
+    duet_remote *r = open_remote(s.base, 30);
+    duet_err err = {0};
+    duet_remote_gen_params gp = {.temp = 0};
+    duet_token_source *src;
+    cr_assert_eq(duet_remote_source_new(&src, r, NULL, &gp, &err), 0);
+    duet_strategy *remote_leg, *slm_leg, *strat;
+    cr_assert_eq(duet_strategy_source(&remote_leg, src, &err), 0);
+    duet_lm *sl;
+    cr_assert_eq(duet_lm_local_new(&sl, sm, 256, "slm", &err), 0);
+    duet_sampler *g = tu_greedy(duet_model_n_vocab(sm));
+    cr_assert_eq(duet_strategy_plain(&slm_leg, sl, g, &err), 0);
+    duet_strategy *tiers[2] = {slm_leg, remote_leg};
+    const float never = -INFINITY, always = INFINITY;
+    for (int esc = 0; esc < 2; esc++) {
+        cr_assert_eq(duet_strategy_cascade(&strat, tiers, esc ? &always : &never, 2, 0, &err), 0);
+        collected c = {0};
+        duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = n_new, .emit = collect, .user = &c};
+        cr_assert_eq(duet_run(strat, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+        cr_assert_eq(c.n, n_new);
+        cr_assert_arr_eq(c.ids, esc ? llm_want : slm_want, sizeof(int32_t) * n_new, "cascade, escalating: %d", esc);
+        cr_assert_eq(c.by[esc ? DUET_BY_TARGET : DUET_BY_SLM], n_new);
+        duet_stats st;
+        duet_strategy_stats(strat, &st);
+        cr_assert_eq(st.escalated, esc);
+        duet_strategy_free(strat);
+    }
+    duet_router router;
+    duet_router_init(&router, DUET_ROUTER_THRESHOLD);
+    for (int to_llm = 0; to_llm < 2; to_llm++) {
+        router.threshold = to_llm ? -INFINITY : INFINITY; /* to the LLM when score > threshold */
+        cr_assert_eq(duet_strategy_route(&strat, sl, slm_leg, remote_leg, &router, &err), 0, "%s", err.msg);
+        collected c = {0};
+        duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = n_new, .emit = collect, .user = &c};
+        cr_assert_eq(duet_run(strat, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+        cr_assert_arr_eq(c.ids, to_llm ? llm_want : slm_want, sizeof(int32_t) * n_new, "route, to the LLM: %d", to_llm);
+        duet_strategy_free(strat);
+    }
+    duet_router_free(&router);
+    duet_strategy_free(slm_leg), duet_strategy_free(remote_leg);
+    duet_remote_source_free(src);
+    duet_sampler_free(g);
+    duet_lm_free(sl);
+    duet_model_free(sm);
+    duet_remote_free(r);
+    su_stop(&s);
+}
+
+/* The server dies in the middle of the stream: the SLM finishes the answer
+ * from the text so far, every token delivered once, degraded. */
+Test(remote_gen, the_server_killed_mid_stream_leaves_the_answer_degraded_and_whole) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    su_server s;
+    su_start(&s, "--slots 2");
+    duet_remote *r = open_remote(s.base, 5);
+    duet_err err = {0};
+    duet_remote_gen_params gp = {.temp = 0};
+    duet_token_source *src;
+    cr_assert_eq(duet_remote_source_new(&src, r, NULL, &gp, &err), 0);
+    duet_strategy *remote_leg, *slm_leg, *fb;
+    cr_assert_eq(duet_strategy_source(&remote_leg, src, &err), 0);
+    duet_model *sm = tu_load_path(SU_DRAFT);
+    duet_lm *sl;
+    cr_assert_eq(duet_lm_local_new(&sl, sm, 256, "slm", &err), 0);
+    duet_sampler *g = tu_greedy(duet_model_n_vocab(sm));
+    cr_assert_eq(duet_strategy_plain(&slm_leg, sl, g, &err), 0);
+    cr_assert_eq(duet_strategy_fallback(&fb, remote_leg, slm_leg, &err), 0);
+    const int n_new = 40;
+    collected c = {.kill_server = &s, .kill_after = 4};
+    duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = n_new, .emit = collect, .user = &c};
+    cr_assert_eq(duet_run(fb, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+    cr_assert_eq(c.n, n_new, "%d tokens of %d", c.n, n_new);
+    duet_stats st;
+    duet_strategy_stats(fb, &st);
+    cr_assert_eq(st.degraded, 1);
+    const int n_remote = st.by_origin[DUET_BY_TARGET];
+    /* tokens already on the wire when it died still count as the remote's */
+    cr_assert(n_remote >= 4 && n_remote < n_new, "the remote wrote %d tokens", n_remote);
+    cr_assert_eq(st.by_origin[DUET_BY_SLM], n_new - n_remote);
+    cr_log_info("degraded after %d remote tokens: %s", n_remote, duet_strategy_fallback_reason(fb));
+    /* the SLM's part continues exactly the text so far */
+    int32_t ctx[64];
+    memcpy(ctx, PROMPT, sizeof PROMPT);
+    memcpy(ctx + N_PROMPT, c.ids, sizeof(int32_t) * n_remote);
+    collected rest = {0};
+    duet_request q2 = {.prompt = ctx, .n_prompt = N_PROMPT + n_remote, .max_new = n_new - n_remote, .emit = collect,
+                       .user = &rest};
+    cr_assert_eq(duet_run(slm_leg, &q2, &err), DUET_FINISH_LENGTH);
+    cr_assert_arr_eq(rest.ids, c.ids + n_remote, sizeof(int32_t) * (n_new - n_remote));
+    duet_strategy_free(fb), duet_strategy_free(remote_leg), duet_strategy_free(slm_leg);
+    duet_remote_source_free(src);
+    duet_sampler_free(g);
+    duet_lm_free(sl);
+    duet_model_free(sm);
+    duet_remote_free(r);
+}
