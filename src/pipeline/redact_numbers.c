@@ -48,79 +48,97 @@ static int value_end(const char *t, size_t n, size_t end) {
     return 1;
 }
 
-#define MAX_GROUPS 12
+#define MAX_GROUPS 12 /* digit groups a phone number may have */
 
 /* Cards: 13-19 digits, contiguous or in groups of 3-6 separated by one
- * space or one dash (the same one throughout). The longest prefix ending
- * at a group end that passes Luhn wins. */
+ * space or one dash (the same one throughout), accepted when the Luhn
+ * check passes. The whole run counts, never a part of it: the prefix of
+ * an invalid number passes Luhn one time in ten. */
 size_t pii_card(const char *t, size_t n, size_t pos) {
     if (!pii_is_digit(pii_at(t, n, pos)) || !digit_run_start(t, n, pos)) return 0;
-    char digits[40];
-    size_t nd = 0, ends[MAX_GROUPS], nd_at[MAX_GROUPS];
+    char digits[20];
+    size_t nd = 0, i = pos, end = pos;
     int ng = 0, sep = 0;
-    size_t i = pos;
-    while (ng < MAX_GROUPS) {
-        const size_t g0 = nd;
-        while (pii_is_digit(pii_at(t, n, i)) && nd < sizeof digits) digits[nd++] = t[i++];
-        if (pii_is_digit(pii_at(t, n, i))) return 0; /* longer than any card */
-        ends[ng] = i, nd_at[ng] = nd, ng++;
-        const size_t glen = nd - g0;
-        if (ng > 1 && (glen < 3 || glen > 6)) { ng--; break; } /* not a card's group: the number ended before it */
-        if (nd > 19) break;
+    for (;;) {
+        size_t g = 0;
+        while (pii_is_digit(pii_at(t, n, i))) {
+            if (nd == sizeof digits) return 0; /* longer than any card */
+            digits[nd++] = t[i++], g++;
+        }
+        ng++;
+        if (ng > 1 && (g < 3 || g > 6)) return 0;
+        end = i;
         const int c = pii_at(t, n, i);
         if ((c == ' ' || c == '-') && (!sep || c == sep) && pii_is_digit(pii_at(t, n, i + 1))) {
-            if (ng == 1 && (glen < 3 || glen > 6)) break; /* a long first group is the whole number */
+            if (ng == 1 && (g < 3 || g > 6)) break; /* a long first group is the whole number */
             sep = c, i++;
             continue;
         }
         break;
     }
-    for (int g = ng - 1; g >= 0; g--) {
-        if (nd_at[g] < 13 || nd_at[g] > 19) continue;
-        if (g == ng - 1 && !value_end(t, n, ends[g])) continue; /* earlier ends are followed by a separator */
-        if (pii_luhn_ok(digits, nd_at[g])) return ends[g] - pos;
-    }
+    if (nd < 13 || nd > 19 || !value_end(t, n, end)) return 0;
+    return pii_luhn_ok(digits, nd) ? end - pos : 0;
+}
+
+/* IBAN lengths of the SWIFT registry (ISO 13616), by country. */
+static const struct {
+    char cc[3];
+    unsigned char len;
+} iban_lengths[] = {
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22},
+    {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"DO", 28},
+    {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23},
+    {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26},
+    {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20},
+    {"LV", 21}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18},
+    {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24},
+    {"SC", 31}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24},
+    {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
+};
+
+/* The registered length of the country's IBANs, or 0 if not registered. */
+static size_t iban_length(const char *cc) {
+    for (size_t i = 0; i < sizeof iban_lengths / sizeof *iban_lengths; i++)
+        if (iban_lengths[i].cc[0] == cc[0] && iban_lengths[i].cc[1] == cc[1]) return iban_lengths[i].len;
     return 0;
 }
 
 /* IBANs: two upper-case letters, two check digits, then the BBAN in upper
  * case, contiguous or in groups of four separated by single spaces (the
- * last group 1-4). Length 15-34. */
+ * last group 1-4). A registered country's IBAN has its registered length
+ * (a longer token may be followed by another number in groups); any other
+ * is the whole token, 15-34 characters. Then mod 97 decides. */
 size_t pii_iban(const char *t, size_t n, size_t pos, int *shape_only) {
     *shape_only = 0;
     if (pos > 0 && pii_is_word(pii_at(t, n, pos - 1))) return 0;
     if (!pii_is_upper(pii_at(t, n, pos)) || !pii_is_upper(pii_at(t, n, pos + 1)) ||
         !pii_is_digit(pii_at(t, n, pos + 2)) || !pii_is_digit(pii_at(t, n, pos + 3)))
         return 0;
+    const size_t want = iban_length(t + pos);
     char s[40];
     size_t ns = 0, i = pos;
 #define UPALNUM(c) (pii_is_upper(c) || pii_is_digit(c))
     if (UPALNUM(pii_at(t, n, pos + 4))) { /* contiguous */
         while (UPALNUM(pii_at(t, n, i)) && ns < 35) s[ns++] = t[i++];
         if (ns < 15 || ns > 34 || pii_is_word(pii_at(t, n, i))) return 0;
-        if (pii_iban_ok(s, ns)) return i - pos;
-        *shape_only = 1;
+        *shape_only = !pii_iban_ok(s, ns) || (want && ns != want);
         return i - pos;
     }
     /* grouped: "DE89 3704 0044 0532 0130 00" */
-    size_t ends[10], ns_at[10];
-    int ng = 0;
+    size_t end = 0;
     memcpy(s, t + pos, 4), ns = 4, i = pos + 4;
-    while (ng < 10 && pii_at(t, n, i) == ' ' && UPALNUM(pii_at(t, n, i + 1))) {
+    while (pii_at(t, n, i) == ' ' && UPALNUM(pii_at(t, n, i + 1)) && ns < 34 && (!want || ns < want)) {
         size_t j = i + 1, g = 0;
         while (UPALNUM(pii_at(t, n, j)) && g < 5) j++, g++;
-        if (g > 4 || pii_is_word(pii_at(t, n, j))) break; /* not a group: the IBAN ended before it */
+        if (g > 4 || ns + g > 34 || pii_is_word(pii_at(t, n, j))) break; /* not a group: the IBAN ended before it */
         memcpy(s + ns, t + i + 1, g), ns += g;
-        i = j;
-        ends[ng] = i, ns_at[ng] = ns, ng++;
-        if (g < 4 || ns > 34) break; /* a short group is the last */
+        i = end = j;
+        if (g < 4) break; /* a short group is the last */
     }
 #undef UPALNUM
-    if (ng == 0 || ns_at[ng - 1] < 15) return 0;
-    for (int g = ng - 1; g >= 0; g--)
-        if (ns_at[g] >= 15 && ns_at[g] <= 34 && pii_iban_ok(s, ns_at[g])) return ends[g] - pos;
-    *shape_only = 1;
-    return ends[ng - 1] - pos;
+    if (ns < 15) return 0;
+    *shape_only = !pii_iban_ok(s, ns) || (want && ns != want);
+    return end - pos;
 }
 
 /* Phones. Groups of digits, one of them possibly in parentheses,

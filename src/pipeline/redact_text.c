@@ -7,7 +7,10 @@
 #include "duet/redact.h"
 #include "redact_internal.h"
 
-static int is_local_char(int c) { return pii_is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
+/* The local part's characters; bytes >= 0x80 too (RFC 6531 allows UTF-8). */
+static int is_local_char(int c) {
+    return pii_is_alnum(c) || c >= 0x80 || c == '.' || c == '_' || c == '%' || c == '+' || c == '-';
+}
 
 /* A domain: labels of letters, digits and inner dashes joined by dots, at
  * least two, the last (the TLD) two or more letters. Its length, or 0. */
@@ -36,10 +39,11 @@ static size_t domain_len(const char *t, size_t n, size_t pos) {
 }
 
 /* local@domain.tld: the local part letters, digits and ._%+- (not starting
- * or ending with a dot). */
+ * or ending with a dot), the domain ASCII. */
 size_t pii_email(const char *t, size_t n, size_t pos) {
-    if (!pii_is_alnum(pii_at(t, n, pos))) return 0;
-    if (pos > 0 && (is_local_char(pii_at(t, n, pos - 1)) || pii_at(t, n, pos - 1) >= 0x80)) return 0;
+    const int c0 = pii_at(t, n, pos);
+    if (!pii_is_alnum(c0) && c0 < 0xC2) return 0; /* a letter, a digit or a UTF-8 lead byte */
+    if (pos > 0 && is_local_char(pii_at(t, n, pos - 1))) return 0;
     size_t i = pos;
     while (is_local_char(pii_at(t, n, i)) && i - pos <= 64) i++;
     if (pii_at(t, n, i) != '@' || t[i - 1] == '.') return 0;
