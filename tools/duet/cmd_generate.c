@@ -19,6 +19,7 @@
 #include "duet/tok.h"
 #include "fuse_cli.h"
 #include "opts.h"
+#include "pipeline_cli.h"
 #include "remote_cli.h"
 
 static const char usage_head[] =
@@ -46,6 +47,7 @@ typedef struct {
     int cap;
     char *text;               /* generated text, for --json */
     size_t text_len, text_cap;
+    pipeline_cli *pipe;       /* --pipeline redact: the answer is restored on its way out */
 } sink;
 
 static void sink_text(sink *k, const char *s, size_t n) {
@@ -65,6 +67,12 @@ static void sink_text(sink *k, const char *s, size_t n) {
     k->text[k->text_len] = 0;
 }
 
+/* The answer's text on its way out: placeholders restored (--pipeline redact). */
+static void sink_answer(sink *k, const char *s, size_t n) {
+    if (k->pipe) pipeline_cli_restore(k->pipe, &s, &n);
+    if (n) sink_text(k, s, n);
+}
+
 /* Every emitted token: kept for --json; printed unless it ends the text. */
 static int on_token(void *user, const duet_token_out *t) {
     sink *k = user;
@@ -73,7 +81,7 @@ static int on_token(void *user, const duet_token_out *t) {
     if (k->vocab) {
         size_t n;
         const char *s = duet_detok_stream_push(k->detok, t->id, &n);
-        if (s && n) sink_text(k, s, n);
+        if (s && n) sink_answer(k, s, n);
     } else {
         char buf[24];
         int n = snprintf(buf, sizeof buf, "%s%" PRId32, k->n_out > 1 ? " " : "", t->id);
@@ -152,6 +160,7 @@ typedef struct {
     fuse_cli fz;        /* --strategy mix|poe|cd|proxy */
     int fuse_rule;      /* -1: no fusion */
     remote_cli remote;  /* --remote: the LLM behind an OpenAI-compatible endpoint, -m the local fallback */
+    pipeline_cli pipe;  /* --pipeline redact,compress: stages on the prompt before it leaves, restore after */
 } gen_args;
 
 /* a number, inf or -inf (-inf: never escalate/route, inf: always) */
@@ -232,6 +241,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         DUET_OPT_DOUBLE("remote-timeout", 0, &a->remote.timeout_s, 0.01, 3600, "S", "seconds per remote call (default 30)"),
         DUET_OPT_STR("egress-log", 0, &a->remote.egress_log, "FILE", "append every request body sent to the endpoint"),
         DUET_OPT_FLAG("private", 0, &a->remote.private_mode, "never contact the endpoint: the local model answers"),
+        PIPELINE_CLI_OPTS(&a->pipe),
         DUET_OPT_END,
     };
     int rc = duet_opts_parse("generate", opts, argc, argv, usage_head);
@@ -240,6 +250,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     if ((a->prompt != NULL) + (a->file != NULL) + (a->tokens != NULL) != 1)
         return duet_opts_error("generate", "need exactly one of -p TEXT, -f FILE or --tokens IDS");
     if (a->chat_template) a->chat = 1;
+    if ((rc = pipeline_cli_check("generate", &a->pipe, a->tokens != NULL))) return rc;
     if (a->remote.url && (a->strategy != GEN_PLAIN || (a->draft && !strcmp(a->draft, "ngram"))))
         return duet_opts_error("generate", "--remote takes plain generation or --draft SLM (remote verification)");
     if (a->remote.url && a->sp.temp > 0 && !a->remote.private_mode)
@@ -460,6 +471,7 @@ int cmd_generate(int argc, char **argv) {
     if (a.ctx > n_train && n_train > 0)
         fprintf(stderr, "duet generate: warning: --ctx %d exceeds the context the model was trained for (%d); "
                         "text past %d positions is out of its training\n", a.ctx, n_train, n_train);
+    if (pipeline_cli_apply(&a.pipe, tm, tv, &a.prompt, &err) < 0) goto fail; /* before anything leaves */
     int n_prompt = prompt_ids(&a, tv, duet_model_n_vocab(tm), &prompt);
     if (n_prompt < 0) goto done;
     if (duet_lm_local_new(&tl, tm, a.ctx, "llm", &err) < 0) goto fail;
@@ -529,6 +541,7 @@ int cmd_generate(int argc, char **argv) {
 
     k.vocab = tv;
     k.json = a.json;
+    k.pipe = a.pipe.redact ? &a.pipe : NULL;
     k.cap = a.n_new;
     k.ids = malloc(sizeof *k.ids * (size_t)(a.n_new + 1));
     if (tv && !(k.detok = duet_detok_stream_new(tv, 0))) goto oom;
@@ -546,7 +559,13 @@ int cmd_generate(int argc, char **argv) {
     if (k.detok) {
         size_t n;
         const char *s = duet_detok_stream_flush(k.detok, &n);
-        if (s && n) sink_text(&k, s, n);
+        if (s && n) sink_answer(&k, s, n);
+    }
+    if (k.pipe) { /* a possible placeholder held back at the end */
+        const char *s;
+        size_t n;
+        pipeline_cli_restore_flush(k.pipe, &s, &n);
+        if (n) sink_text(&k, s, n);
     }
     if (rc < 0) goto fail;
     duet_stats ss;
@@ -559,6 +578,7 @@ int cmd_generate(int argc, char **argv) {
         cJSON_AddStringToObject(o, "finish_reason", duet_finish_name(ss.finish));
         cJSON *st = cJSON_AddObjectToObject(o, "stats");
         print_stats_json(st, &a, a.draft != NULL, &ss);
+        pipeline_cli_json(st, &a.pipe);
         if (a.remote.url) {
             long calls = 0, fails = 0;
             double secs = 0;
@@ -595,6 +615,7 @@ int cmd_generate(int argc, char **argv) {
     } else {
         printf("\n");
         print_stats_line(&a, a.draft != NULL, &ss);
+        pipeline_cli_print(&a.pipe);
         char desc[96];
         if (collab && a.fuse_rule >= 0) {
             fuse_cli_describe(&a.fz, desc, sizeof desc);
@@ -616,6 +637,7 @@ fail:
     fprintf(stderr, "duet generate: %s\n", err.msg);
 done:
     free(a.prompt_owned);
+    pipeline_cli_free(&a.pipe);
     free(prompt);
     free(stop);
     free(k.ids);
