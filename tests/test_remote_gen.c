@@ -439,3 +439,85 @@ Test(remote_gen, the_server_killed_mid_stream_leaves_the_answer_degraded_and_who
     duet_model_free(sm);
     duet_remote_free(r);
 }
+
+/* ---- duet generate --remote ------------------------------------------------------ */
+
+/* The ids of a --json line ("ids":[...]) into ids; returns how many. */
+static int json_ids(const char *out, int32_t *ids, int cap) {
+    const char *js = strstr(out, "{\"text\"");
+    cr_assert(js, "no JSON object in: %s", out);
+    cJSON *o = cJSON_Parse(js);
+    cr_assert(o, "not JSON: %s", js);
+    int n = 0;
+    for (const cJSON *v = cJSON_GetObjectItem(o, "ids")->child; v && n < cap; v = v->next) ids[n++] = v->valueint;
+    cJSON_Delete(o);
+    return n;
+}
+
+static double json_stat(const char *out, const char *key) {
+    cJSON *o = cJSON_Parse(strstr(out, "{\"text\""));
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "stats"), key);
+    const double x = cJSON_IsBool(v) ? cJSON_IsTrue(v) : cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(o);
+    return x;
+}
+
+#define PROMPT_IDS "311 260 785 338 305 1210 290 262"
+
+Test(remote_gen, duet_generate_streams_the_remote_and_routes_and_cascades_through_it) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    su_server s;
+    su_start(&s, "--slots 2");
+    const int n_new = 16;
+    int32_t llm_want[32], slm_want[32], got[64];
+    cr_assert_eq(server_greedy(s.base, n_new, llm_want), n_new);
+    duet_model *sm = tu_load_path(SU_DRAFT);
+    cr_assert_eq(slm_greedy(sm, n_new, slm_want), n_new);
+    duet_model_free(sm);
+    char args[1024], *out = NULL;
+    /* plain: the remote's own stream, one request (the probe makes the other two calls) */
+    snprintf(args, sizeof args, "generate -m %s --remote %s --tokens '%s' -n %d --temp 0 --ignore-eos -t 1 --json 2>&1",
+             SU_DRAFT, s.base, PROMPT_IDS, n_new);
+    cr_assert_eq(tu_run_duet(args, &out), 0, "%s", out);
+    cr_assert_eq(json_ids(out, got, 64), n_new, "%s", out);
+    cr_assert_arr_eq(got, llm_want, sizeof(int32_t) * n_new, "%s", out);
+    cr_assert(strstr(out, "\"remote_mode\":\"generate\""), "%s", out);
+    cr_assert_leq(json_stat(out, "remote_calls"), 3, "one call per token? %s", out);
+    cr_assert_eq(json_stat(out, "degraded"), 0);
+    free(out);
+    /* cascade and route at their extremes: exactly one model's output */
+    const struct {
+        const char *how;
+        const int32_t *want;
+    } cases[] = {{"--strategy cascade --threshold inf", llm_want},
+                 {"--strategy cascade --threshold -inf", slm_want},
+                 {"--strategy route --threshold -inf", llm_want},
+                 {"--strategy route --threshold inf", slm_want}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args,
+                 "generate -m %s --remote %s --tokens '%s' -n %d --temp 0 --ignore-eos -t 1 --json %s 2>&1", SU_DRAFT,
+                 s.base, PROMPT_IDS, n_new, cases[i].how);
+        cr_assert_eq(tu_run_duet(args, &out), 0, "%s", out);
+        cr_assert_eq(json_ids(out, got, 64), n_new, "%s", out);
+        cr_assert_arr_eq(got, cases[i].want, sizeof(int32_t) * n_new, "%s: %s", cases[i].how, out);
+        free(out);
+    }
+    /* a strategy the remote cannot be a leg of is a usage error */
+    snprintf(args, sizeof args, "generate -m %s --remote %s --tokens '%s' --strategy defer --slm %s 2>&1", SU_DRAFT,
+             s.base, PROMPT_IDS, SU_DRAFT);
+    cr_assert_eq(tu_run_duet(args, &out), 2, "%s", out);
+    cr_assert(strstr(out, "--remote takes"), "%s", out);
+    free(out);
+    /* the server gone: the SLM answers, degraded, exit 0 */
+    su_stop(&s);
+    snprintf(args, sizeof args,
+             "generate -m %s --remote %s --tokens '%s' -n %d --temp 0 --ignore-eos -t 1 --json --remote-timeout 2 "
+             "--strategy cascade --threshold inf 2>&1",
+             SU_DRAFT, s.base, PROMPT_IDS, n_new);
+    cr_assert_eq(tu_run_duet(args, &out), 0, "%s", out);
+    cr_assert_eq(json_ids(out, got, 64), n_new, "%s", out);
+    cr_assert_arr_eq(got, slm_want, sizeof(int32_t) * n_new, "%s", out);
+    cr_assert_eq(json_stat(out, "degraded"), 1, "%s", out);
+    cr_assert(strstr(out, "degraded: the remote failed"), "%s", out);
+    free(out);
+}

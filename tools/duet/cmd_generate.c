@@ -235,7 +235,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                                                       "probability < E (default 0.5)"),
         DUET_OPT_FLAG("json", 0, &a->json, "print one JSON object (text, ids, stats) instead of streaming"),
         DUET_OPT_STR("remote", 0, &a->remote.url, "URL",
-                     "the LLM behind an OpenAI-compatible endpoint (greedy); -m's model answers if it fails"),
+                     "the LLM behind an OpenAI-compatible endpoint: its own streamed generation (the LLM leg of route "
+                     "and cascade), or verifying --draft's drafts (greedy); -m's model answers if it fails"),
         DUET_OPT_STR("remote-model", 0, &a->remote.model, "NAME", "the endpoint's model (default llm)"),
         DUET_OPT_STR("api-key-env", 0, &a->remote.key_env, "VAR", "read the endpoint's API key from this variable"),
         DUET_OPT_DOUBLE("remote-timeout", 0, &a->remote.timeout_s, 0.01, 3600, "S", "seconds per remote call (default 30)"),
@@ -251,10 +252,15 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         return duet_opts_error("generate", "need exactly one of -p TEXT, -f FILE or --tokens IDS");
     if (a->chat_template) a->chat = 1;
     if ((rc = pipeline_cli_check("generate", &a->pipe, a->tokens != NULL))) return rc;
-    if (a->remote.url && (a->strategy != GEN_PLAIN || (a->draft && !strcmp(a->draft, "ngram"))))
-        return duet_opts_error("generate", "--remote takes plain generation or --draft SLM (remote verification)");
-    if (a->remote.url && a->sp.temp > 0 && !a->remote.private_mode)
-        return duet_opts_error("generate", "--remote is exact for greedy decoding only: add --temp 0");
+    if (a->remote.url && ((a->strategy != GEN_PLAIN && a->strategy != GEN_ROUTE && a->strategy != GEN_CASCADE) ||
+                          (a->draft && !strcmp(a->draft, "ngram"))))
+        return duet_opts_error("generate", "--remote takes plain generation, --strategy route or cascade, or --draft "
+                                           "SLM (remote verification)");
+    if (a->remote.url && a->draft && a->sp.temp > 0 && !a->remote.private_mode)
+        return duet_opts_error("generate", "remote verification (--remote with --draft) is exact for greedy decoding "
+                                           "only: add --temp 0");
+    /* route and cascade with --remote: -m's model is the SLM unless --slm names another */
+    if (a->remote.url && (a->strategy == GEN_ROUTE || a->strategy == GEN_CASCADE) && !a->slm) a->slm = a->model;
     if (!a->remote.url && (a->remote.model || a->remote.key_env || a->remote.egress_log || a->remote.private_mode))
         return duet_opts_error("generate", "--remote-model, --api-key-env, --egress-log and --private need --remote URL");
     if (a->strategy != GEN_PLAIN && !a->slm)
@@ -406,6 +412,8 @@ int cmd_generate(int argc, char **argv) {
     duet_sampler *smp = NULL;
     duet_strategy *strat = NULL, *remote_leg = NULL, *local_leg = NULL;
     duet_remote *remote = NULL;
+    duet_token_source *remote_src = NULL; /* the endpoint's own streamed generation (no --draft, or --policy remote) */
+    duet_sampler *lsmp = NULL;            /* the local fallback's sampler under --remote */
     duet_lm *rl = NULL;
     int32_t *prompt = NULL, *stop = NULL;
     sink k = {0};
@@ -498,11 +506,11 @@ int cmd_generate(int argc, char **argv) {
             status = 1;
             goto done;
         }
-        rc = duet_sampler_new_checked(&ssmp, &a.sp, duet_model_n_vocab(tm), &err);
-        if (rc == 0) rc = duet_strategy_plain(&local_leg, tl, ssmp, &err);
+        rc = duet_sampler_new_checked(&lsmp, &a.sp, duet_model_n_vocab(tm), &err);
+        if (rc == 0) rc = duet_strategy_plain(&local_leg, tl, lsmp, &err);
         if (rc == 0 && rl)
             rc = a.draft ? duet_strategy_speculative(&remote_leg, rl, dl, smp, &a.spec, &err)
-                         : duet_strategy_plain(&remote_leg, rl, smp, &err);
+                         : remote_cli_generate_leg(remote, tv, &a.sp, &remote_src, &remote_leg, &err);
         if (rc == 0) rc = rl ? duet_strategy_fallback(&strat, remote_leg, local_leg, &err) : 0;
         if (rc == 0 && !rl) strat = local_leg, local_leg = NULL; /* private mode: the local model alone */
     } else {
@@ -553,9 +561,11 @@ int cmd_generate(int argc, char **argv) {
                         .n_stop_ids = n_stop, .emit = on_token, .user = &k};
     duet_strategy *run = collab ? collab : strat;
     rc = duet_run(run, &req, &err);
-    if (rc >= 0 && duet_strategy_fallback_reason(run))
+    /* strat is the fallback under --remote, itself a leg of route or cascade */
+    const char *degraded = duet_strategy_fallback_reason(strat);
+    if (rc >= 0 && degraded)
         fprintf(stderr, "\nduet generate: degraded: the remote failed (%s); the local model finished the answer\n",
-                duet_strategy_fallback_reason(run));
+                degraded);
     if (k.detok) {
         size_t n;
         const char *s = duet_detok_stream_flush(k.detok, &n);
@@ -583,7 +593,9 @@ int cmd_generate(int argc, char **argv) {
             long calls = 0, fails = 0;
             double secs = 0;
             if (remote) duet_remote_counts(remote, &calls, &fails, NULL, NULL, &secs);
-            cJSON_AddBoolToObject(st, "degraded", ss.degraded);
+            cJSON_AddBoolToObject(st, "degraded", ss.degraded || degraded != NULL);
+            cJSON_AddStringToObject(st, "remote_mode", a.remote.private_mode ? "private"
+                                                       : remote_src ? "generate" : "verify");
             cJSON_AddBoolToObject(st, "private", a.remote.private_mode);
             cJSON_AddNumberToObject(st, "remote_calls", (double)calls);
             cJSON_AddNumberToObject(st, "remote_failures", (double)fails);
@@ -649,6 +661,7 @@ done:
     duet_strategy_free(remote_leg);
     duet_strategy_free(local_leg);
     duet_sampler_free(ssmp);
+    duet_sampler_free(lsmp);
     duet_sampler_free(smp);
     duet_router_free(&router);
     duet_lm_free(fl);
@@ -656,6 +669,7 @@ done:
     duet_lm_free(dl);
     duet_lm_free(tl);
     duet_lm_free(rl);
+    duet_remote_source_free(remote_src);
     duet_remote_free(remote);
     duet_vocab_free(sv);
     duet_vocab_free(dv);

@@ -31,3 +31,11 @@ int remote_cli_open(const remote_cli *o, const duet_vocab *vocab, int n_ctx, int
     /* unreachable now: the sequence is made all the same, and the fallback answers */
     return duet_lm_remote_new(lm, *r, duet_vocab_n(vocab), n_ctx, "remote", err);
 }
+
+int remote_cli_generate_leg(duet_remote *r, const duet_vocab *vocab, const duet_sampler_params *sp,
+                            duet_token_source **src, duet_strategy **leg, duet_err *err) {
+    *leg = NULL;
+    duet_remote_gen_params gp = {.temp = sp->temp, .seed = sp->seed};
+    int rc = duet_remote_source_new(src, r, vocab, &gp, err);
+    return rc < 0 ? rc : duet_strategy_source(leg, *src, err);
+}

@@ -4,6 +4,8 @@
 #define DUET_CLI_REMOTE_H
 
 #include "duet/remote.h"
+#include "duet/sample.h"
+#include "duet/strategy.h"
 #include "duet/tok.h"
 
 typedef struct {
@@ -22,5 +24,11 @@ typedef struct {
  * locally). Returns 0 or a negative error with err set. */
 int remote_cli_open(const remote_cli *o, const duet_vocab *vocab, int n_ctx, int need_scoring, duet_remote **r,
                     duet_lm **lm, duet_err *err);
+
+/* The remote's own streamed generation as the LLM leg (no --draft): one
+ * request for the whole answer, the server sampling at sp->temp with
+ * sp->seed; *src and *leg are the caller's to free (leg first). */
+int remote_cli_generate_leg(duet_remote *r, const duet_vocab *vocab, const duet_sampler_params *sp,
+                            duet_token_source **src, duet_strategy **leg, duet_err *err);
 
 #endif
