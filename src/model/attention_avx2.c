@@ -5,8 +5,12 @@
  * product over contiguous positions, like q.k. Eight dot products are reduced
  * together (reduce8) in that same order. In the one-token arithmetic the
  * sequential tail of ggml_vec_dot (all of q.k when head_dim < 64) is run for
- * sixteen dot products at once, one per lane (vec_dot_tails16). The body is
- * compiled twice, for F16 and F32 caches. Requires head_dim % 16 == 0. */
+ * sixteen dot products at once, one per lane (vec_dot_tails), and two such
+ * groups side by side where there are 32 keys or output dims: one group's 4
+ * (F16) or 2 (F32) chains wait on the add latency, two keep twice as many in
+ * flight (the one-token attention of a 64-dim head ~1.45x faster, same bits).
+ * The body is compiled twice, for F16 and F32 caches. Requires
+ * head_dim % 16 == 0. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -115,20 +119,23 @@ INLINE void pv4(const int f16, const duet_attn_args *a, const float *w, int d, _
  * (measured about 1.4x faster than that). F32: rows fully transposed in
  * registers, so that x[t] holds element c+t of eight rows, and fmadd into
  * r[g]. */
-INLINE void vec_dot_tails16(const int f16, const void *base, const size_t off[16], const float *y, int c0, int n,
-                            __m256 r[2]) {
+INLINE void vec_dot_tails(const int G, const int f16, const void *base, const size_t *off, const float *y, int c0,
+                          int n, __m256 *r) {
+    /* G groups of sixteen dot products (off[16 * G], r[2 * G]) side by side:
+     * each lane's chain is sequential, so a group alone waits on the add (or
+     * fma) latency; two groups keep twice the chains in flight. */
     if (f16) {
-        __m256d S[4];
+        __m256d S[8];
         UNROLL
-        for (int g = 0; g < 2; g++) {
+        for (int g = 0; g < 2 * G; g++) {
             S[2 * g] = _mm256_cvtps_pd(_mm256_castps256_ps128(r[g]));
             S[2 * g + 1] = _mm256_cvtps_pd(_mm256_extractf128_ps(r[g], 1));
         }
         for (int c = c0; c < n; c += 8) {
-            float P[4][4][8] __attribute__((aligned(32)));
+            float P[8][4][8] __attribute__((aligned(32)));
             const __m256 yv = _mm256_loadu_ps(y + c);
             UNROLL
-            for (int q = 0; q < 4; q++) {
+            for (int q = 0; q < 4 * G; q++) {
                 __m256 x[4], t[4];
                 UNROLL
                 for (int i = 0; i < 4; i++) x[i] = _mm256_mul_ps(load8(1, base, off[4 * q + i] + (size_t)c), yv);
@@ -149,23 +156,23 @@ INLINE void vec_dot_tails16(const int f16, const void *base, const size_t off[16
                 UNROLL
                 for (int t = 0; t < 8; t++)
                     UNROLL
-                    for (int q = 0; q < 4; q++)
+                    for (int q = 0; q < 4 * G; q++)
                         S[q] = _mm256_add_pd(S[q], _mm256_cvtps_pd(_mm_load_ps(P[q][t & 3] + 4 * (t >> 2))));
             } else {
                 for (int t = 0; t < m; t++)
                     UNROLL
-                    for (int q = 0; q < 4; q++)
+                    for (int q = 0; q < 4 * G; q++)
                         S[q] = _mm256_add_pd(S[q], _mm256_cvtps_pd(_mm_load_ps(P[q][t & 3] + 4 * (t >> 2))));
             }
         }
         UNROLL
-        for (int g = 0; g < 2; g++) r[g] = _mm256_set_m128(_mm256_cvtpd_ps(S[2 * g + 1]), _mm256_cvtpd_ps(S[2 * g]));
+        for (int g = 0; g < 2 * G; g++) r[g] = _mm256_set_m128(_mm256_cvtpd_ps(S[2 * g + 1]), _mm256_cvtpd_ps(S[2 * g]));
         return;
     }
     for (int c = c0; c < n; c += 8) {
         const int m = n - c < 8 ? n - c : 8;
         UNROLL
-        for (int g = 0; g < 2; g++) {
+        for (int g = 0; g < 2 * G; g++) {
             __m256 x[8];
             UNROLL
             for (int i = 0; i < 8; i++) x[i] = load8(0, base, off[8 * g + i] + (size_t)c);
@@ -183,18 +190,18 @@ INLINE void vec_dot_tails16(const int f16, const void *base, const size_t off[16
     }
 }
 
-/* ggml_vec_dot_f16 / _f32 of sixteen rows (elements off[R] + k of the cache)
+/* ggml_vec_dot_f16 / _f32 of 16 * G rows (elements off[R] + k of the cache)
  * with y, over a view of n elements (n_nz <= n of them nonzero, the rest
- * treated as 0), into r[0] (rows 0-7) and r[1] (rows 8-15): 4 x 16 FMA lanes
+ * treated as 0), into r[0] (rows 0-7), r[1] (rows 8-15), ...: 4 x 16 FMA lanes
  * over each whole 64 elements (np = n & ~63; elements at n_nz and past masked
  * to 0, as load_v8 does), folded 0+2, 1+3, 0+1 and reduced by reduce8 in
  * hsum16_avx's order; then the tail np..n_nz-1. */
-INLINE void vec_dot_single16(const int f16, const void *base, const size_t off[16], const float *y, int n, int n_nz,
-                             __m256 r[2]) {
+INLINE void vec_dot_single(const int G, const int f16, const void *base, const size_t *off, const float *y, int n,
+                           int n_nz, __m256 *r) {
     const int np = n & ~63, n_simd = np < n_nz ? np : n_nz;
-    r[0] = r[1] = _mm256_setzero_ps(); /* the sum of llama.cpp's zero accumulators */
+    for (int g = 0; g < 2 * G; g++) r[g] = _mm256_setzero_ps(); /* the sum of llama.cpp's zero accumulators */
     if (n_simd > 0)
-        for (int g = 0; g < 2; g++) {
+        for (int g = 0; g < 2 * G; g++) {
             __m256 A[8];
             UNROLL
             for (int o = 0; o < 8; o++) {
@@ -223,25 +230,26 @@ INLINE void vec_dot_single16(const int f16, const void *base, const size_t off[1
             }
             r[g] = reduce8(A);
         }
-    if (np < n_nz) vec_dot_tails16(f16, base, off, y, np, n_nz, r);
+    if (np < n_nz) vec_dot_tails(G, f16, base, off, y, np, n_nz, r);
 }
 
-/* One-token q.k (unscaled) of positions j..j+15 into r. Positions past n_kv
- * repeat the last row; the caller drops their lanes. */
-INLINE void qk_single16(const int f16, const duet_attn_args *a, const float *qr, int j, __m256 r[2]) {
-    size_t off[16];
-    for (int i = 0; i < 16; i++) off[i] = (size_t)(j + i < a->n_kv ? j + i : a->n_kv - 1) * a->k_stride;
-    vec_dot_single16(f16, a->k, off, qr, a->head_dim, a->head_dim, r);
+/* One-token q.k (unscaled) of positions j..j+16G-1 into r[0..2G). Positions
+ * past n_kv repeat the last row; the caller drops their lanes. */
+INLINE void qk_single(const int G, const int f16, const duet_attn_args *a, const float *qr, int j, __m256 *r) {
+    size_t off[32];
+    for (int i = 0; i < 16 * G; i++) off[i] = (size_t)(j + i < a->n_kv ? j + i : a->n_kv - 1) * a->k_stride;
+    vec_dot_single(G, f16, a->k, off, qr, a->head_dim, a->head_dim, r);
 }
 
-/* One-token p.v of output dims d..d+15 into r: ggml_vec_dot over llama.cpp's
- * padded view of n_kv_pad positions, those past n_kv being zero. n_kv <=
- * n_kv_pad < np + 64, so the tail is at most 63 positions; its last block's
- * loads reach pad8 past n_kv, inside the row's stride or DUET_V_SLACK. */
-INLINE void pv_single16(const int f16, const duet_attn_args *a, const float *w, int d, __m256 r[2]) {
-    size_t off[16];
-    for (int o = 0; o < 16; o++) off[o] = (size_t)(d + o) * a->v_stride;
-    vec_dot_single16(f16, a->v, off, w, a->n_kv_pad, a->n_kv, r);
+/* One-token p.v of output dims d..d+16G-1 into r: ggml_vec_dot over
+ * llama.cpp's padded view of n_kv_pad positions, those past n_kv being zero.
+ * n_kv <= n_kv_pad < np + 64, so the tail is at most 63 positions; its last
+ * block's loads reach pad8 past n_kv, inside the row's stride or
+ * DUET_V_SLACK. */
+INLINE void pv_single(const int G, const int f16, const duet_attn_args *a, const float *w, int d, __m256 *r) {
+    size_t off[32];
+    for (int o = 0; o < 16 * G; o++) off[o] = (size_t)(d + o) * a->v_stride;
+    vec_dot_single(G, f16, a->v, off, w, a->n_kv_pad, a->n_kv, r);
 }
 
 INLINE void attn_head(const int f16, float *out, const float *q, const duet_attn_args *a, void *scratch) {
@@ -256,9 +264,14 @@ INLINE void attn_head(const int f16, float *out, const float *q, const duet_attn
     int j = 0;
     if (a->single) {
         /* lanes past n_kv land in w's padding and are dropped by the softmax */
+        for (; j + 16 < n_kv; j += 32) { /* two groups of 16 keys side by side */
+            __m256 r[4];
+            qk_single(2, f16, a, qr, j, r);
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(w + j + 8 * g, _mm256_mul_ps(r[g], vscale));
+        }
         for (; j < n_kv; j += 16) {
             __m256 r[2];
-            qk_single16(f16, a, qr, j, r);
+            qk_single(1, f16, a, qr, j, r);
             _mm256_storeu_ps(w + j, _mm256_mul_ps(r[0], vscale));
             _mm256_storeu_ps(w + j + 8, _mm256_mul_ps(r[1], vscale));
         }
@@ -275,9 +288,15 @@ INLINE void attn_head(const int f16, float *out, const float *q, const duet_attn
 
     /* outputs */
     if (a->single) {
-        for (int d = 0; d < hd; d += 16) {
+        int d = 0;
+        for (; d + 32 <= hd; d += 32) { /* two groups of 16 output dims side by side */
+            __m256 r[4];
+            pv_single(2, f16, a, w, d, r);
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(out + d + 8 * g, r[g]);
+        }
+        for (; d < hd; d += 16) {
             __m256 r[2];
-            pv_single16(f16, a, w, d, r);
+            pv_single(1, f16, a, w, d, r);
             _mm256_storeu_ps(out + d, r[0]);
             _mm256_storeu_ps(out + d + 8, r[1]);
         }
