@@ -17,6 +17,8 @@
 #define DUET_REMOTE_POLICY_H
 
 #include "duet/api.h"
+#include "duet/spec.h"
+#include "duet/strategy.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,6 +50,38 @@ typedef struct duet_remote_policy_out {
 DUET_API int duet_remote_policy_decide(const duet_remote_policy_in *in, duet_remote_policy_out *out);
 
 DUET_API const char *duet_remote_mode_name(duet_remote_mode m); /* "spec", "remote" */
+
+/* ---- the choice made on the request itself ------------------------------------
+ * duet_strategy_remote_auto starts the remote's own stream at once (no cost
+ * where it is the faster way), measures its first probe_tokens tokens -- the
+ * time to the first (a round trip and a pass), the gaps (the LLM's pass),
+ * the draft's agreement with them on the device -- then decides with
+ * duet_remote_policy_decide: it keeps the stream, or stops it and lets the
+ * speculative leg carry on from the text so far, its adaptive estimates
+ * (adapt: the ones the leg was made with, may be NULL) seeded with a round
+ * trip plus a pass per verification. Legs and draft are borrowed; the draft
+ * is the speculative leg's own (it is not used by both at once). */
+#define DUET_REMOTE_AUTO_MAX_PROBE 32
+
+typedef struct duet_remote_auto_params {
+    int probe_tokens; /* streamed tokens measured before deciding (2..32, default 4) */
+    int k_max;        /* longest draft the prediction considers (default 8) */
+    double margin;    /* drafting must be predicted this many times faster (default 1.1) */
+} duet_remote_auto_params;
+
+typedef struct duet_remote_auto_report {
+    int decided;           /* the measurement was complete (else: the stream ran to the end) */
+    int switched_at;       /* generated tokens when it decided */
+    duet_remote_mode mode; /* what ran after the decision */
+    duet_remote_policy_in in;
+    duet_remote_policy_out out;
+} duet_remote_auto_report;
+
+DUET_API duet_remote_auto_params duet_remote_auto_default_params(void);
+DUET_API int duet_strategy_remote_auto(duet_strategy **out, duet_strategy *stream, duet_strategy *spec, duet_lm *draft,
+                                       duet_spec_adapt *adapt, const duet_remote_auto_params *p, duet_err *err);
+/* The decision of a remote-auto strategy's last request; DUET_EINVAL for another strategy. */
+DUET_API int duet_strategy_remote_auto_report(const duet_strategy *s, duet_remote_auto_report *rep);
 
 #ifdef __cplusplus
 }
