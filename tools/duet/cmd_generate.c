@@ -20,6 +20,7 @@
 #include "fuse_cli.h"
 #include "opts.h"
 #include "pipeline_cli.h"
+#include "policy_cli.h"
 #include "remote_cli.h"
 
 static const char usage_head[] =
@@ -161,6 +162,7 @@ typedef struct {
     int fuse_rule;      /* -1: no fusion */
     remote_cli remote;  /* --remote: the LLM behind an OpenAI-compatible endpoint, -m the local fallback */
     pipeline_cli pipe;  /* --pipeline redact,compress: stages on the prompt before it leaves, restore after */
+    policy_cli pol;     /* --policy: with --remote and --draft, draft or let the remote generate alone */
 } gen_args;
 
 /* a number, inf or -inf (-inf: never escalate/route, inf: always) */
@@ -187,6 +189,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     fuse_cli_init(&a->fz);
     static const char *const kv_types[] = {"f16", "f32", NULL};
     static const char *const spec_modes[] = {"fixed", "adaptive", NULL};
+    static const char *const policies[] = {"auto", "spec", "remote", NULL};
     const duet_opt opts[] = {
         DUET_OPT_STR("model", 'm', &a->model, "PATH", "the GGUF model (the target with --draft)"),
         DUET_OPT_STR("prompt", 'p', &a->prompt, "TEXT", "the prompt; '-' reads it from stdin"),
@@ -243,6 +246,10 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         DUET_OPT_STR("egress-log", 0, &a->remote.egress_log, "FILE", "append every request body sent to the endpoint"),
         DUET_OPT_FLAG("private", 0, &a->remote.private_mode, "never contact the endpoint: the local model answers"),
         PIPELINE_CLI_OPTS(&a->pipe),
+        DUET_OPT_CHOICE("policy", 0, &a->pol.policy, policies,
+                        "with --remote and --draft: auto (default: measure the round trip, the LLM's pass time and "
+                        "the draft's agreement, then draft only where it is predicted faster), spec (always draft), "
+                        "remote (the endpoint generates alone)"),
         DUET_OPT_END,
     };
     int rc = duet_opts_parse("generate", opts, argc, argv, usage_head);
@@ -261,6 +268,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                                            "only: add --temp 0");
     /* route and cascade with --remote: -m's model is the SLM unless --slm names another */
     if (a->remote.url && (a->strategy == GEN_ROUTE || a->strategy == GEN_CASCADE) && !a->slm) a->slm = a->model;
+    if (a->pol.policy != POLICY_AUTO && !(a->remote.url && a->draft))
+        return duet_opts_error("generate", "--policy needs --remote URL and --draft SLM");
     if (!a->remote.url && (a->remote.model || a->remote.key_env || a->remote.egress_log || a->remote.private_mode))
         return duet_opts_error("generate", "--remote-model, --api-key-env, --egress-log and --private need --remote URL");
     if (a->strategy != GEN_PLAIN && !a->slm)
@@ -508,10 +517,14 @@ int cmd_generate(int argc, char **argv) {
         }
         rc = duet_sampler_new_checked(&lsmp, &a.sp, duet_model_n_vocab(tm), &err);
         if (rc == 0) rc = duet_strategy_plain(&local_leg, tl, lsmp, &err);
-        if (rc == 0 && rl)
+        duet_strategy *rleg = NULL; /* --draft: the remote LLM's leg as --policy asks (a.pol owns it) */
+        if (rc == 0 && rl && dl)
+            rc = policy_cli_build(&a.pol, remote, tv, rl, dl, smp, &a.spec, &rleg, &err);
+        else if (rc == 0 && rl)
             rc = a.draft ? duet_strategy_speculative(&remote_leg, rl, dl, smp, &a.spec, &err)
                          : remote_cli_generate_leg(remote, tv, &a.sp, &remote_src, &remote_leg, &err);
-        if (rc == 0) rc = rl ? duet_strategy_fallback(&strat, remote_leg, local_leg, &err) : 0;
+        if (!rleg) rleg = remote_leg;
+        if (rc == 0) rc = rl ? duet_strategy_fallback(&strat, rleg, local_leg, &err) : 0;
         if (rc == 0 && !rl) strat = local_leg, local_leg = NULL; /* private mode: the local model alone */
     } else {
         rc = a.draft ? duet_strategy_speculative(&strat, tl, dl, smp, &a.spec, &err)
@@ -600,6 +613,7 @@ int cmd_generate(int argc, char **argv) {
             cJSON_AddNumberToObject(st, "remote_calls", (double)calls);
             cJSON_AddNumberToObject(st, "remote_failures", (double)fails);
             cJSON_AddNumberToObject(st, "remote_s", secs);
+            if (a.draft && rl) policy_cli_json(st, &a.pol);
         }
         if (collab && a.fuse_rule >= 0) { /* fusion: the rule, its parameters, the models' work */
             cJSON_AddStringToObject(st, "strategy", duet_strategy_name(collab));
@@ -627,6 +641,7 @@ int cmd_generate(int argc, char **argv) {
     } else {
         printf("\n");
         print_stats_line(&a, a.draft != NULL, &ss);
+        if (a.draft && rl) policy_cli_print(&a.pol);
         pipeline_cli_print(&a.pipe);
         char desc[96];
         if (collab && a.fuse_rule >= 0) {
@@ -670,6 +685,7 @@ done:
     duet_lm_free(tl);
     duet_lm_free(rl);
     duet_remote_source_free(remote_src);
+    policy_cli_free(&a.pol);
     duet_remote_free(remote);
     duet_vocab_free(sv);
     duet_vocab_free(dv);
