@@ -41,12 +41,14 @@ static size_t grab(char *p, size_t s, size_t n, void *u) {
     return s * n;
 }
 
-/* The server's own greedy completion of PROMPT, not streamed, as ids. */
-static int server_greedy(const char *base, int max_tokens, int32_t *ids) {
+/* A greedy completion of PROMPT by the server's profile `model`, not
+ * streamed, as ids; *degraded (may be NULL) gets duet.degraded (-1: absent). */
+static int server_ids(const char *base, const char *model, int max_tokens, int32_t *ids, int *degraded) {
     char url[128], req[512];
     snprintf(url, sizeof url, "%s/v1/completions", base);
-    int o = snprintf(req, sizeof req, "{\"model\":\"llm\",\"max_tokens\":%d,\"temperature\":0,\"logprobs\":0,"
-                                      "\"return_tokens_as_token_ids\":true,\"ignore_eos\":true,\"prompt\":[", max_tokens);
+    int o = snprintf(req, sizeof req, "{\"model\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"logprobs\":0,"
+                                      "\"return_tokens_as_token_ids\":true,\"ignore_eos\":true,\"prompt\":[", model,
+                     max_tokens);
     for (int i = 0; i < N_PROMPT; i++) o += snprintf(req + o, sizeof req - o, "%s%d", i ? "," : "", PROMPT[i]);
     snprintf(req + o, sizeof req - o, "]}");
     CURL *c = curl_easy_init();
@@ -62,6 +64,10 @@ static int server_greedy(const char *base, int max_tokens, int32_t *ids) {
     curl_easy_cleanup(c);
     curl_slist_free_all(h);
     cJSON *j = cJSON_Parse(b.buf);
+    if (degraded) {
+        const cJSON *d = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "duet"), "degraded");
+        *degraded = cJSON_IsBool(d) ? cJSON_IsTrue(d) : -1;
+    }
     const cJSON *toks = cJSON_GetObjectItem(
         cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0), "logprobs"), "tokens");
     cr_assert(cJSON_IsArray(toks), "no token ids in %s", b.buf);
@@ -70,6 +76,11 @@ static int server_greedy(const char *base, int max_tokens, int32_t *ids) {
     cJSON_Delete(j);
     free(b.buf);
     return n;
+}
+
+/* The remote's own greedy output: duet serve -m llm's profile llm. */
+static int server_greedy(const char *base, int max_tokens, int32_t *ids) {
+    return server_ids(base, "llm", max_tokens, ids, NULL);
 }
 
 typedef struct {
@@ -164,10 +175,16 @@ typedef struct {
     pthread_t th;
 } fake_server;
 
+static void answer_one(fake_server *f, int c);
+
+/* Answers connections until fake_stop (many: a probe makes several calls). */
 static void *fake_main(void *arg) {
     fake_server *f = arg;
-    int c = accept(f->fd, NULL, NULL);
-    if (c < 0) return NULL;
+    for (int c; (c = accept(f->fd, NULL, NULL)) >= 0;) answer_one(f, c);
+    return NULL;
+}
+
+static void answer_one(fake_server *f, int c) {
     int one = 1;
     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char req[8192];
@@ -192,7 +209,6 @@ static void *fake_main(void *arg) {
         send(c, f->answer, n, MSG_NOSIGNAL);
     usleep((useconds_t)(f->hold_s * 1e6));
     close(c);
-    return NULL;
 }
 
 static void fake_start(fake_server *f, char *url, size_t cap) {
@@ -520,4 +536,187 @@ Test(remote_gen, duet_generate_streams_the_remote_and_routes_and_cascades_throug
     cr_assert_eq(json_stat(out, "degraded"), 1, "%s", out);
     cr_assert(strstr(out, "degraded: the remote failed"), "%s", out);
     free(out);
+}
+
+/* ---- duet serve with a remote model in its config ---------------------------------- */
+
+/* Starts `duet serve --config FILE` (its models and port in the file: port 0);
+ * returns the exit status when it ends before listening (its log in *log), else -1. */
+static int start_config_server(su_server *s, const char *config, char **log) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->log, sizeof s->log, "/tmp/duet_test_rgen_%d_XXXXXX", (int)getpid());
+    int fd = mkstemp(s->log);
+    cr_assert(fd >= 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0), dup2(null, 1), dup2(fd, 2);
+        execl(DUET_BIN, DUET_BIN, "serve", "--config", config, (char *)NULL);
+        _exit(127);
+    }
+    close(fd);
+    s->pid = pid;
+    for (int i = 0; i < SU_MAX; i++)
+        if (!su_live[i]) {
+            su_live[i] = s;
+            break;
+        }
+    const double t0 = su_now();
+    while (su_now() - t0 < 60) {
+        char *t = tu_slurp(s->log, NULL);
+        const char *l = t ? strstr(t, "listening on http://127.0.0.1:") : NULL;
+        if (l) s->port = atoi(l + strlen("listening on http://127.0.0.1:"));
+        free(t);
+        if (s->port > 0) break;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->pid = 0;
+            *log = su_log(s);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        }
+        usleep(20 * 1000);
+    }
+    cr_assert(s->port > 0, "duet serve --config did not listen within 60 s");
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+    return -1;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The completion requests a server's /metrics counted with a 2xx status. */
+static long completions_served(const char *base) {
+    char url[128];
+    snprintf(url, sizeof url, "%s/metrics", base);
+    CURL *c = curl_easy_init();
+    body b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    long n = 0;
+    for (const char *at = b.buf; (at = strstr(at, "duet_requests_total{")); at++) {
+        const char *end = strchr(at, '\n');
+        const char *ok = strstr(at, "status=\"2xx\"} ");
+        if (ok && (!end || ok < end)) n += atol(ok + strlen("status=\"2xx\"} "));
+    }
+    free(b.buf);
+    return n;
+}
+
+Test(remote_gen, a_server_with_a_remote_model_answers_through_it_and_degrades_without_it) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    su_server cloud, edge;
+    su_start(&cloud, "--slots 2");
+    const int n_new = 16;
+    int32_t llm_want[32], slm_want[32], got[32];
+    cr_assert_eq(server_greedy(cloud.base, n_new, llm_want), n_new);
+    duet_model *sm = tu_load_path(SU_DRAFT);
+    cr_assert_eq(slm_greedy(sm, n_new, slm_want), n_new);
+    duet_model_free(sm);
+    char cfg[] = "/tmp/duet_rgen_cfg_XXXXXX", egress[] = "/tmp/duet_rgen_egress_XXXXXX";
+    close(mkstemp(cfg)), close(mkstemp(egress));
+    char json[4096];
+    const char *tmpl =
+        "{\"host\": \"127.0.0.1\", \"port\": 0, \"threads\": 1, \"slots\": 2, %s \"egress_log\": \"%s\",\n"
+        " \"models\": {\"cloud\": {\"remote\": \"%s\", \"model\": \"llm\", \"timeout_s\": 5, \"fallback\": \"slm\"},\n"
+        "            \"slm\": {\"path\": \"%s\"}},\n"
+        " \"profiles\": [{\"name\": \"cloud\", \"model\": \"cloud\"},\n"
+        "   {\"name\": \"edge-spec\", \"strategy\": \"speculative\", \"model\": \"cloud\", \"draft\": \"slm\", \"draft_max\": 4},\n"
+        "   {\"name\": \"edge-up\", \"strategy\": \"cascade\", \"model\": \"cloud\", \"slm\": \"slm\", \"threshold\": 1e9},\n"
+        "   {\"name\": \"edge-down\", \"strategy\": \"cascade\", \"model\": \"cloud\", \"slm\": \"slm\", \"threshold\": -1e9},\n"
+        "   {\"name\": \"edge-route\", \"strategy\": \"route\", \"model\": \"cloud\", \"slm\": \"slm\"}]}\n";
+    snprintf(json, sizeof json, tmpl, "", egress, cloud.base, SU_DRAFT);
+    write_file(cfg, json);
+    char *log = NULL;
+    cr_assert_eq(start_config_server(&edge, cfg, &log), -1, "%s", log);
+    /* each remote profile gives the remote's own greedy ids; the cascade that never escalates, the SLM's */
+    const struct {
+        const char *profile;
+        const int32_t *want;
+    } cases[] = {{"cloud", llm_want}, {"edge-spec", llm_want}, {"edge-up", llm_want}, {"edge-down", slm_want},
+                 {"edge-route-1", llm_want}, {"edge-route-0", slm_want}};
+    for (int i = 0; i < 6; i++) {
+        int degraded = -1;
+        cr_assert_eq(server_ids(edge.base, cases[i].profile, n_new, got, &degraded), n_new, "%s", cases[i].profile);
+        cr_assert_arr_eq(got, cases[i].want, sizeof(int32_t) * n_new, "profile %s", cases[i].profile);
+        cr_assert_eq(degraded, 0, "profile %s says degraded %d", cases[i].profile, degraded);
+    }
+    size_t len = 0;
+    char *sent = tu_slurp(egress, &len);
+    cr_assert(sent && strstr(sent, "\"stream\":true") && strstr(sent, "\"echo\":true"),
+              "the egress log holds the streamed and the scoring requests: %.300s", sent ? sent : "");
+    free(sent);
+    /* the cloud gone: every request is still answered, by the SLM, degraded */
+    su_kill(&cloud);
+    for (int i = 0; i < 3; i++) {
+        int degraded = -1;
+        cr_assert_eq(server_ids(edge.base, cases[i].profile, n_new, got, &degraded), n_new, "%s", cases[i].profile);
+        cr_assert_arr_eq(got, slm_want, sizeof(int32_t) * n_new, "profile %s without the cloud", cases[i].profile);
+        cr_assert_eq(degraded, 1, "profile %s", cases[i].profile);
+    }
+    su_stop(&edge);
+
+    /* private: the remote is never contacted (its request count and the egress log say so) */
+    su_start(&cloud, "--slots 1");
+    const long served = completions_served(cloud.base);
+    truncate(egress, 0);
+    snprintf(json, sizeof json, tmpl, "\"private\": true,", egress, cloud.base, SU_DRAFT);
+    write_file(cfg, json);
+    cr_assert_eq(start_config_server(&edge, cfg, &log), -1, "%s", log);
+    int degraded = -1;
+    cr_assert_eq(server_ids(edge.base, "cloud", n_new, got, &degraded), n_new);
+    cr_assert_arr_eq(got, slm_want, sizeof(int32_t) * n_new);
+    cr_assert_eq(degraded, 1);
+    cr_assert_eq(completions_served(cloud.base), served, "the remote served a request in private mode");
+    sent = tu_slurp(egress, &len);
+    cr_assert_eq(len, 0, "the egress log has %zu bytes in private mode", len);
+    free(sent);
+    su_stop(&edge);
+    su_stop(&cloud);
+    unlink(cfg), unlink(egress);
+}
+
+Test(remote_gen, a_remote_that_cannot_score_is_refused_for_a_speculative_profile) {
+    /* an endpoint that answers every request as llama.cpp's server answers echo */
+    fake_server f = {.answer = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                               "Content-Length: 49\r\n\r\n{\"error\":{\"message\":\"Only no echo is supported\"}}"};
+    char url[64];
+    fake_start(&f, url, sizeof url);
+    char cfg[] = "/tmp/duet_rgen_cfg_XXXXXX";
+    close(mkstemp(cfg));
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"host\": \"127.0.0.1\", \"port\": 0, \"threads\": 1, \"slots\": 1,\n"
+             " \"models\": {\"slm\": {\"path\": \"%s\"}, \"cloud\": {\"remote\": \"%s\", \"timeout_s\": 2}},\n"
+             " \"profiles\": [{\"name\": \"edge-spec\", \"strategy\": \"speculative\", \"model\": \"cloud\", "
+             "\"draft\": \"slm\"}]}\n",
+             SU_DRAFT, url);
+    write_file(cfg, json);
+    su_server edge;
+    char *log = NULL;
+    const int st = start_config_server(&edge, cfg, &log);
+    cr_assert(st > 0, "the server started: %s", log ? log : "");
+    cr_assert(strstr(log, "profile 'edge-spec' verifies drafts on model 'cloud', which cannot") &&
+                  strstr(log, "Only no echo is supported"),
+              "%s", log);
+    free(log);
+    /* a remote model where it cannot serve: a clear config error naming the field */
+    snprintf(json, sizeof json,
+             "{\"models\": {\"slm\": {\"path\": \"%s\"}, \"cloud\": {\"remote\": \"%s\"}},\n"
+             " \"profiles\": [{\"name\": \"d\", \"strategy\": \"defer\", \"model\": \"cloud\", \"slm\": \"slm\"}]}\n",
+             SU_DRAFT, url);
+    write_file(cfg, json);
+    cr_assert_eq(start_config_server(&edge, cfg, &log), 2, "%s", log);
+    cr_assert(strstr(log, "profiles[0].model 'cloud' is remote"), "%s", log);
+    free(log);
+    fake_stop(&f);
+    unlink(cfg);
 }

@@ -31,6 +31,7 @@ static int add_model(srv_config *c, const char *name, const char *path, duet_err
     srv_model *m = &c->models[c->n_models++];
     snprintf(m->name, sizeof m->name, "%s", name);
     snprintf(m->path, sizeof m->path, "%s", path);
+    m->fallback = -1;
     return c->n_models - 1;
 }
 
@@ -168,6 +169,33 @@ static int load_fusion(srv_config *c, srv_profile *p, const cJSON *o, const char
     return 0;
 }
 
+/* models.NAME = {"remote": URL, "model": NAME, "api_key_env": VAR, "timeout_s": S, "fallback": LOCAL} */
+static int load_remote(srv_config *c, srv_model *m, const cJSON *o, duet_err *err) {
+    char where[96];
+    snprintf(where, sizeof where, "models.%.60s.", m->name);
+    int rc;
+    if ((rc = get_str(o, "remote", m->remote_url, sizeof m->remote_url, where, err)) ||
+        (rc = get_str(o, "model", m->remote_model, sizeof m->remote_model, where, err)) ||
+        (rc = get_str(o, "api_key_env", m->api_key_env, sizeof m->api_key_env, where, err)))
+        return rc;
+    if (strncmp(m->remote_url, "http://", 7) && strncmp(m->remote_url, "https://", 8))
+        return duet_err_set(err, DUET_EINVAL, "config: %sremote must be an http:// or https:// URL", where);
+    if (!m->remote_model[0]) memcpy(m->remote_model, m->name, sizeof m->remote_model); /* same size, terminated */
+    m->timeout_s = 30;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "timeout_s");
+    if (t && (!cJSON_IsNumber(t) || !(t->valuedouble > 0) || t->valuedouble > 3600))
+        return duet_err_set(err, DUET_EINVAL, "config: %stimeout_s must be a number of seconds in (0, 3600]", where);
+    if (t) m->timeout_s = t->valuedouble;
+    static const char *const known[] = {"remote", "model", "api_key_env", "timeout_s", "fallback"};
+    for (const cJSON *k = o->child; k; k = k->next) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) ok |= !strcmp(k->string, known[i]);
+        if (!ok) return duet_err_set(err, DUET_EINVAL, "config: %s%s is not a field of a remote model", where, k->string);
+    }
+    (void)c;
+    return 0;
+}
+
 static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
     char where[96], name[64] = "", strategy[32] = "plain", model[64] = "", draft[64] = "";
     snprintf(where, sizeof where, "profiles[%d].", idx);
@@ -193,12 +221,18 @@ static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
     if ((p->model = find_model(c, model)) < 0)
         return duet_err_set(err, DUET_ENOTFOUND, "config: %smodel '%s' is not among the models", where, model);
     if (kind == SRV_PLAIN) return 0;
+    if (c->models[p->model].remote_url[0] && (kind == SRV_DEFER || kind == SRV_FUSE))
+        return duet_err_set(err, DUET_EINVAL, "config: %smodel '%s' is remote: strategy %s needs every token's full "
+                            "distribution (a remote model is plain, speculative, route or cascade)", where, model,
+                            strategy);
     if (kind == SRV_FUSE) return load_fusion(c, p, o, where, err);
     if (kind != SRV_SPEC) { /* two models: "model" the LLM, "slm" the small one, and one parameter */
         char slm[64] = "";
         if ((rc = get_str(o, "slm", slm, sizeof slm, where, err))) return rc;
         if (!slm[0] || (p->draft = find_model(c, slm)) < 0)
             return duet_err_set(err, DUET_ENOTFOUND, "config: %sslm '%s' is missing or not among the models", where, slm);
+        if (c->models[p->draft].remote_url[0])
+            return duet_err_set(err, DUET_EINVAL, "config: %sslm '%s' is remote: the SLM must be local", where, slm);
         const char *key = kind == SRV_ROUTE ? "llm_share" : kind == SRV_CASCADE ? "threshold" : "eta";
         p->param = kind == SRV_ROUTE ? 0.3f : kind == SRV_CASCADE ? -1.0f : 0.4f;
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -219,6 +253,11 @@ static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
     p->parametric = 1;
     if (draft[0] && (p->draft = find_model(c, draft)) < 0)
         return duet_err_set(err, DUET_ENOTFOUND, "config: %sdraft '%s' is not among the models", where, draft);
+    if (draft[0] && c->models[p->draft].remote_url[0])
+        return duet_err_set(err, DUET_EINVAL, "config: %sdraft '%s' is remote: drafts are made locally", where, draft);
+    if (c->models[p->model].remote_url[0] && (ngram || !draft[0]))
+        return duet_err_set(err, DUET_EINVAL, "config: %sa remote target verifies a local draft model's drafts "
+                            "(\"draft\", no \"ngram\")", where);
     return duet_spec_params_check(&p->spec, err) < 0 ? (duet_err_prefix(err, "config: %s", where), DUET_EINVAL) : 0;
 }
 
@@ -255,18 +294,42 @@ int srv_config_load_json(srv_config *c, const char *path, duet_err *err) {
         goto done;
     }
     if (fd) c->forward_delay_s = fd->valuedouble / 1000;
+    if ((rc = get_bool(root, "private", &c->private_mode, "", err)) ||
+        (rc = get_str(root, "egress_log", c->egress_log, sizeof c->egress_log, "", err)))
+        goto done;
     const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
     if (!cJSON_IsObject(models) || !models->child) {
         rc = duet_err_set(err, DUET_EINVAL, "config: \"models\" must be an object of name: {\"path\": ...}");
         goto done;
     }
-    for (const cJSON *m = models->child; m; m = m->next) {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(m, "path");
-        if (!cJSON_IsObject(m) || !cJSON_IsString(p)) {
-            rc = duet_err_set(err, DUET_EINVAL, "config: models.%s needs a \"path\" string", m->string);
+    /* local models first: the first one's vocabulary is the server's, and remote models use it */
+    for (int remote = 0; remote < 2; remote++)
+        for (const cJSON *m = models->child; m; m = m->next) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(m, "path");
+            const cJSON *u = cJSON_GetObjectItemCaseSensitive(m, "remote");
+            if (!cJSON_IsObject(m) || (!cJSON_IsString(p) && !cJSON_IsString(u)) || (p && u)) {
+                rc = duet_err_set(err, DUET_EINVAL, "config: models.%s needs a \"path\" string (a GGUF file) or a "
+                                  "\"remote\" URL, not both", m->string);
+                goto done;
+            }
+            if ((u != NULL) != remote) continue;
+            if ((rc = add_model(c, m->string, p ? p->valuestring : "", err)) < 0) goto done;
+            if (remote && (rc = load_remote(c, &c->models[rc], m, err)) < 0) goto done;
+        }
+    if (c->models[0].remote_url[0]) {
+        rc = duet_err_set(err, DUET_EINVAL, "config: models: at least one local model (a \"path\") is needed: its "
+                          "vocabulary is the server's, and a remote model's fallback is local");
+        goto done;
+    }
+    for (int i = 0; i < c->n_models; i++) { /* the fallbacks, by name, now that every model is known */
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(models, c->models[i].name);
+        const cJSON *fb = c->models[i].remote_url[0] ? cJSON_GetObjectItemCaseSensitive(m, "fallback") : NULL;
+        if (!fb) continue;
+        if (!cJSON_IsString(fb) || (c->models[i].fallback = find_model(c, fb->valuestring)) < 0 ||
+            c->models[c->models[i].fallback].remote_url[0]) {
+            rc = duet_err_set(err, DUET_EINVAL, "config: models.%s.fallback must name a local model", c->models[i].name);
             goto done;
         }
-        if ((rc = add_model(c, m->string, p->valuestring, err)) < 0) goto done;
     }
     const cJSON *profiles = cJSON_GetObjectItemCaseSensitive(root, "profiles");
     if (!cJSON_IsArray(profiles) || !profiles->child) {
@@ -283,11 +346,53 @@ done:
     return rc < 0 ? rc : 0;
 }
 
+/* Opens and probes a remote model; a speculative profile on an endpoint that
+ * answers but cannot verify is refused here, with the probe's words. */
+static int open_remote(srv_config *c, int mi, duet_err *err) {
+    srv_model *m = &c->models[mi];
+    duet_remote_params p = duet_remote_default_params();
+    p.url = m->remote_url, p.model = m->remote_model, p.timeout_s = m->timeout_s;
+    p.private_mode = c->private_mode;
+    p.egress_log = c->egress_log[0] ? c->egress_log : NULL;
+    if (m->api_key_env[0] && !(p.api_key = getenv(m->api_key_env)))
+        return duet_err_set(err, DUET_EINVAL, "model '%s': api_key_env: the variable %s is not set", m->name,
+                            m->api_key_env);
+    int rc = duet_remote_open(&m->remote, &p, err);
+    if (rc < 0) return duet_err_prefix(err, "model '%s'", m->name), rc;
+    if (c->private_mode) {
+        fprintf(stderr, "serve: model %s: private mode: %s is never contacted%s\n", m->name, m->remote_url,
+                m->fallback >= 0 ? "; its fallback answers" : "; its requests fail");
+        return 0;
+    }
+    duet_remote_caps caps;
+    duet_err pe = {0};
+    const int reached = duet_remote_probe(m->remote, c->models[0].vocab, &caps, &pe) == 0;
+    m->can_verify = reached && caps.prompt_logprobs;
+    fprintf(stderr, "serve: model %s: %s\n", m->name, caps.report);
+    for (int i = 0; i < c->n_profiles; i++) {
+        const srv_profile *pr = &c->profiles[i];
+        if (pr->kind != SRV_SPEC || pr->model != mi) continue;
+        if (reached && !m->can_verify)
+            return duet_err_set(err, DUET_EUNSUPPORTED, "profile '%s' verifies drafts on model '%s', which cannot: %s",
+                                pr->name, m->name, caps.report);
+        if (!reached)
+            fprintf(stderr, "serve: warning: profile '%s': model %s is not reachable now; its requests are answered "
+                            "by %s until it is\n", pr->name, m->name,
+                    m->fallback >= 0 ? c->models[m->fallback].name : "nobody (no fallback: they fail)");
+    }
+    return 0;
+}
+
 int srv_config_load_models(srv_config *c, duet_err *err) {
     duet_model_params mp = duet_model_default_params();
     mp.n_threads = c->threads;
     for (int i = 0; i < c->n_models; i++) {
         srv_model *m = &c->models[i];
+        if (m->remote_url[0]) {
+            int rc = open_remote(c, i, err);
+            if (rc < 0) return rc;
+            continue;
+        }
         if (i > 0) mp.pool = duet_model_pool(c->models[0].model); /* one pool: passes run one after another */
         int rc = duet_model_load(&m->model, m->path, &mp, err);
         if (rc < 0) return rc;
@@ -303,11 +408,19 @@ int srv_config_load_models(srv_config *c, duet_err *err) {
     return 0;
 }
 
+int srv_model_ctx(const srv_config *c, int mi) {
+    if (c->ctx > 0) return c->ctx;
+    const int local = c->models[mi].remote_url[0] ? (c->models[mi].fallback >= 0 ? c->models[mi].fallback : 0) : mi;
+    const int train = c->models[local].model ? duet_model_hparams(c->models[local].model)->n_ctx_train : 0;
+    return train > 0 ? train : 2048;
+}
+
 void srv_config_free(srv_config *c) {
     for (int i = c->n_models - 1; i >= 0; i--) {
         duet_vocab_free(c->models[i].vocab);
         duet_model_free(c->models[i].model);
-        c->models[i].vocab = NULL, c->models[i].model = NULL;
+        duet_remote_free(c->models[i].remote);
+        c->models[i].vocab = NULL, c->models[i].model = NULL, c->models[i].remote = NULL;
     }
 }
 

@@ -43,6 +43,7 @@ static int fail(srv_error *e, int status, const char *param, const char *fmt, ..
 }
 
 static int model_ctx(const srv_config *c, int mi) {
+    if (c->models[mi].remote_url[0]) return srv_model_ctx(c, mi);
     const int train = duet_model_hparams(c->models[mi].model)->n_ctx_train;
     const int ctx = c->ctx > 0 ? c->ctx : train;
     /* models after the first (drafts, small models) keep to their trained context (sched.c) */
@@ -592,6 +593,10 @@ static cJSON *accounting(const srv_config *c, const srv_req *r, srv_job *const *
     }
     cJSON *by = cJSON_AddObjectToObject(o, "tokens_by_origin");
     for (int k = 0; k < DUET_ORIGIN_COUNT; k++) cJSON_AddNumberToObject(by, duet_origin_name(k), sum.by_origin[k]);
+    /* a remote model failed and its local fallback finished the answer */
+    int degraded = 0;
+    for (int i = 0; i < n_jobs; i++) degraded |= jobs[i]->stats.degraded;
+    if (c->models[r->prof.model].remote_url[0]) cJSON_AddBoolToObject(o, "degraded", degraded);
     cJSON_AddNumberToObject(o, "drafted", sum.drafted);
     cJSON_AddNumberToObject(o, "accepted", sum.accepted);
     cJSON_AddNumberToObject(o, "acceptance_rate", sum.drafted ? (double)sum.accepted / sum.drafted : 0);

@@ -146,6 +146,8 @@ static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_sta
         duet_driver_remove(s->driver, sl->strat);
         duet_strategy_stats(sl->strat, &j->stats);
     }
+    /* a remote leg's fallback took over (it may sit inside a route or a cascade) */
+    if (sl->r_fb && duet_strategy_fallback_reason(sl->r_fb)) j->stats.degraded = 1;
     if (j->prompt_tok) { /* the scoring pass of echo + logprobs */
         j->stats.target_tokens += j->n_prompt;
         j->stats.target_evals++;
@@ -167,10 +169,17 @@ static void end_job(srv_sched *s, srv_slot *sl, const char *finish, int http_sta
     j->done = 1;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    duet_strategy_free(sl->strat);
-    duet_strategy_free(sl->legs[0]), duet_strategy_free(sl->legs[1]);
-    duet_sampler_free(sl->sampler), duet_sampler_free(sl->leg_sampler);
+    /* each strategy once: a remote leg may be strat itself, or one of legs */
+    duet_strategy *own[6] = {sl->strat, sl->legs[0], sl->legs[1], sl->r_fb, sl->r_leg, sl->r_local};
+    for (int i = 0; i < 6; i++) {
+        int seen = 0;
+        for (int k = 0; k < i; k++) seen |= own[k] == own[i];
+        if (!seen) duet_strategy_free(own[i]);
+    }
+    duet_remote_source_free(sl->r_src);
+    duet_sampler_free(sl->sampler), duet_sampler_free(sl->leg_sampler), duet_sampler_free(sl->r_sampler);
     sl->strat = sl->legs[0] = sl->legs[1] = NULL, sl->sampler = sl->leg_sampler = NULL, sl->job = NULL;
+    sl->r_fb = sl->r_leg = sl->r_local = NULL, sl->r_src = NULL, sl->r_sampler = NULL;
     srv_job_release(j);
 }
 
@@ -282,16 +291,48 @@ static duet_router *router_for(srv_sched *s, int prof, float share, duet_err *er
     return duet_router_online(r, share, 200, err) < 0 ? NULL : r;
 }
 
+/* A remote LLM's leg: its own streamed generation (verify == NULL) or the
+ * verifying strategy given, behind an offline fallback to the model's local
+ * fallback when it has one. */
+static int remote_leg(srv_sched *s, srv_slot *sl, srv_job *j, duet_strategy *verify, duet_strategy **out,
+                      duet_err *err) {
+    const srv_model *m = &s->cfg->models[j->prof.model];
+    int rc;
+    if (verify) {
+        sl->r_leg = verify;
+    } else {
+        duet_remote_gen_params gp = {.temp = j->sp.temp, .seed = j->sp.seed, .stall_s = m->timeout_s};
+        if ((rc = duet_remote_source_new(&sl->r_src, m->remote, s->cfg->models[0].vocab, &gp, err)) < 0 ||
+            (rc = duet_strategy_source(&sl->r_leg, sl->r_src, err)) < 0)
+            return rc;
+    }
+    *out = sl->r_leg;
+    if (m->fallback < 0) return 0;
+    duet_lm *local = sl->lm[m->fallback];
+    if ((rc = duet_sampler_new_checked(&sl->r_sampler, &j->sp, local->n_vocab, err)) < 0 ||
+        (rc = duet_strategy_plain(&sl->r_local, local, sl->r_sampler, err)) < 0 ||
+        (rc = duet_strategy_fallback(&sl->r_fb, sl->r_leg, sl->r_local, err)) < 0)
+        return rc;
+    *out = sl->r_fb;
+    return 0;
+}
+
 static int build_strategy(srv_sched *s, srv_slot *sl, srv_job *j, srv_profile *master, duet_err *err) {
     const srv_profile *p = &j->prof;
     duet_lm *big = sl->lm[p->model], *small = p->draft >= 0 ? sl->lm[p->draft] : NULL;
+    const int remote = s->cfg->models[p->model].remote != NULL;
     int rc;
     switch (p->kind) {
-    case SRV_PLAIN: return duet_strategy_plain(&sl->strat, big, sl->sampler, err);
+    case SRV_PLAIN:
+        if (remote) return remote_leg(s, sl, j, NULL, &sl->strat, err);
+        return duet_strategy_plain(&sl->strat, big, sl->sampler, err);
     case SRV_SPEC: {
         duet_spec_params sp = p->spec;
         if (sp.adaptive) sp.learned_model = &master->learned_model, sp.learned_ngram = &master->learned_ngram;
-        return duet_strategy_speculative(&sl->strat, big, small, sl->sampler, &sp, err);
+        if (!remote) return duet_strategy_speculative(&sl->strat, big, small, sl->sampler, &sp, err);
+        duet_strategy *verify;
+        if ((rc = duet_strategy_speculative(&verify, big, small, sl->sampler, &sp, err)) < 0) return rc;
+        return remote_leg(s, sl, j, verify, &sl->strat, err);
     }
     case SRV_DEFER: return duet_strategy_defer(&sl->strat, small, big, sl->sampler, p->param, err);
     case SRV_FUSE: { /* LLM, SLM (proxy: LLM, tuned, base) */
@@ -303,7 +344,8 @@ static int build_strategy(srv_sched *s, srv_slot *sl, srv_job *j, srv_profile *m
         /* two legs on their own sampler copies (one RNG stream each) */
         if ((rc = duet_sampler_new_checked(&sl->leg_sampler, &j->sp, small->n_vocab, err)) < 0) return rc;
         if ((rc = duet_strategy_plain(&sl->legs[0], small, sl->leg_sampler, err)) < 0 ||
-            (rc = duet_strategy_plain(&sl->legs[1], big, sl->sampler, err)) < 0)
+            (rc = remote ? remote_leg(s, sl, j, NULL, &sl->legs[1], err)
+                         : duet_strategy_plain(&sl->legs[1], big, sl->sampler, err)) < 0)
             return rc;
         if (p->kind == SRV_CASCADE) return duet_strategy_cascade(&sl->strat, sl->legs, &p->param, 2, 0, err);
         duet_router *r = router_for(s, j->prof_index, p->param, err);
@@ -316,7 +358,6 @@ static int build_strategy(srv_sched *s, srv_slot *sl, srv_job *j, srv_profile *m
 static void start_job(srv_sched *s, srv_slot *sl) {
     srv_job *j = sl->job;
     duet_err err = {0};
-    const srv_config *c = s->cfg;
     srv_profile *master = &s->cfg->profiles[j->prof_index]; /* its adaptive estimates are kept across requests */
     pthread_mutex_lock(&j->mu);
     j->started = 1;
@@ -335,7 +376,7 @@ static void start_job(srv_sched *s, srv_slot *sl) {
     free(rows);
     if (answered) return;
     if (j->max_tokens == 0) return end_job(s, sl, "length", 200, NULL);
-    if (duet_sampler_new_checked(&sl->sampler, &j->sp, c->models[j->prof.model].model ? duet_model_n_vocab(c->models[j->prof.model].model) : 0, &err) < 0)
+    if (duet_sampler_new_checked(&sl->sampler, &j->sp, sl->lm[j->prof.model]->n_vocab, &err) < 0)
         return end_job(s, sl, "error", 400, err.msg);
     int rc = build_strategy(s, sl, j, master, &err);
     if (rc < 0) return end_job(s, sl, "error", rc == DUET_EINVAL ? 400 : 500, err.msg);
@@ -434,6 +475,12 @@ int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err) 
         srv_slot *sl = &s->slots[i];
         if (!(sl->detok = duet_detok_stream_new(c->models[0].vocab, 0))) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
         for (int mi = 0; mi < c->n_models; mi++) {
+            if (c->models[mi].remote) { /* its tokens are kept here; the context is the server's */
+                if ((rc = duet_lm_remote_new(&sl->lm[mi], c->models[mi].remote, duet_vocab_n(c->models[0].vocab),
+                                             srv_model_ctx(c, mi), c->models[mi].name, err)) < 0)
+                    return rc;
+                continue;
+            }
             const int train = duet_model_hparams(c->models[mi].model)->n_ctx_train;
             int ctx = c->ctx > 0 ? c->ctx : train;
             /* a draft works within its own trained context (it stops drafting past it) */

@@ -20,6 +20,7 @@
 #include "duet/err.h"
 #include "duet/lm.h"
 #include "duet/model.h"
+#include "duet/remote.h"
 #include "duet/strategy.h"
 #include "duet/tok.h"
 
@@ -34,8 +35,16 @@
 typedef struct srv_model {
     char name[64];
     char path[1024];
-    duet_model *model;
-    duet_vocab *vocab;
+    duet_model *model;  /* NULL for a remote model */
+    duet_vocab *vocab;  /* NULL for a remote model (it uses the server's: the first local model's) */
+    /* a remote model: an OpenAI-compatible endpoint instead of a GGUF file */
+    char remote_url[512];   /* "" = local */
+    char remote_model[64];  /* the endpoint's model name */
+    char api_key_env[64];   /* the key is read from this variable at start-up */
+    double timeout_s;       /* per call, and the stall timeout of a stream */
+    int fallback;           /* the local model that answers when the remote fails (-1: none) */
+    duet_remote *remote;
+    int can_verify;         /* the probe: it scores blocks in the server's vocabulary */
 } srv_model;
 
 typedef enum { SRV_PLAIN = 0, SRV_SPEC = 1, SRV_ROUTE = 2, SRV_CASCADE = 3, SRV_DEFER = 4, SRV_FUSE = 5 } srv_kind;
@@ -60,6 +69,8 @@ typedef struct srv_config {
     int threads, slots, ctx, queue;
     double time_limit_s;
     double forward_delay_s; /* bench option: every forward pass lasts at least this long (0: off) */
+    int private_mode;       /* never contact a remote model: their fallbacks answer */
+    char egress_log[512];   /* every request body sent to a remote model, one JSON line each ("" = none) */
     size_t body_limit;
     char api_key[256];  /* "" = none */
     int n_models, n_profiles;
@@ -74,8 +85,12 @@ int srv_config_load_json(srv_config *c, const char *path, duet_err *err);
 /* -m LLM [--draft SLM]: models "llm" (+ "slm"), profiles llm, slm, duet-spec,
  * duet-spec-kN, duet-spec-ngram, duet-spec-ngram-kN. */
 int srv_config_simple(srv_config *c, const char *llm, const char *draft, duet_err *err);
-/* Loads the models (one shared thread pool) and checks their vocabularies agree. */
+/* Loads the models (one shared thread pool) and checks their vocabularies
+ * agree; opens and probes the remote ones (their reports go to stderr). */
 int srv_config_load_models(srv_config *c, duet_err *err);
+/* The context a remote model's requests may fill: the config's "ctx", else
+ * its fallback's trained context, else the first local model's. */
+int srv_model_ctx(const srv_config *c, int mi);
 void srv_config_free(srv_config *c);
 /* The profile a request names ("duet-spec-k4" -> duet-spec with a fixed length 4)
  * into *out; -1 if unknown. */
@@ -166,10 +181,14 @@ char *srv_metrics_text(srv_metrics *m, const srv_config *c);
 /* ---- the scheduler ------------------------------------------------------------ */
 
 typedef struct srv_slot {
-    duet_lm *lm[SRV_MAX_MODELS]; /* one sequence per model */
+    duet_lm *lm[SRV_MAX_MODELS]; /* one sequence per model (a remote model's: for verification) */
     srv_job *job;
     duet_strategy *strat;
     duet_strategy *legs[2];      /* route, cascade: the strategies strat runs as legs */
+    /* a remote LLM's leg: its stream (or verification), the local fallback behind it */
+    duet_token_source *r_src;
+    duet_strategy *r_leg, *r_local, *r_fb;
+    duet_sampler *r_sampler;     /* the fallback's */
     duet_sampler *sampler, *leg_sampler;
     duet_detok_stream *detok;
     int max_stop_len;
