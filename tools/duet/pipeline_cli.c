@@ -16,16 +16,17 @@ int pipeline_cli_check(const char *cmd, pipeline_cli *p, int token_prompt) {
             return duet_opts_error(cmd, "--pii-names and --compress-ratio need --pipeline redact / compress");
         return 0;
     }
-    const char *s = p->stages;
-    while (*s) {
+    for (const char *s = p->stages;;) { /* every comma-separated name, the empty ones too */
         const char *e = strchr(s, ',');
         const size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 0) return duet_opts_error(cmd, "--pipeline: an empty stage in '%s'", p->stages);
         if (len == 6 && !strncmp(s, "redact", 6)) p->redact = 1;
         else if (len == 8 && !strncmp(s, "compress", 8)) p->compress = 1;
         else if (len == 8 && !strncmp(s, "generate", 8)) {} /* the stage that always runs */
         else if (len == 7 && !strncmp(s, "restore", 7)) {} /* follows from redact */
         else return duet_opts_error(cmd, "--pipeline: unknown stage '%.*s' (stages: redact, compress)", (int)len, s);
-        s += len + (e != NULL);
+        if (!e) break;
+        s = e + 1;
     }
     if (!p->redact && !p->compress) return duet_opts_error(cmd, "--pipeline names no stage (stages: redact, compress)");
     if (p->pii_names && !p->redact) return duet_opts_error(cmd, "--pii-names needs --pipeline redact");
