@@ -331,6 +331,31 @@ Test(remote_gen, a_malformed_event_and_an_error_status_are_clear_errors) {
     duet_remote_free(r);
 }
 
+/* What llama.cpp's server (2025) answers a request with "echo": true: an
+ * uncaught runtime_error, reported as a server error. */
+#define NO_ECHO_500                                                                                                    \
+    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nConnection: close\r\n"                  \
+    "Content-Length: 82\r\n\r\n{\"error\":{\"code\":500,\"message\":\"Only no echo is supported\",\"type\":\"server_error\"}}"
+
+Test(remote_gen, a_500_refusing_echo_is_an_answer_not_an_outage) {
+    fake_server f = {.answer = NO_ECHO_500};
+    char url[64];
+    fake_start(&f, url, sizeof url);
+    duet_remote *r = open_remote(url, 5);
+    duet_err err = {0};
+    duet_remote_caps caps;
+    cr_assert_eq(duet_remote_probe(r, NULL, &caps, &err), 0, "%s", err.msg);
+    cr_assert(caps.reachable && !caps.prompt_logprobs, "%s", caps.report);
+    cr_assert(strstr(caps.report, "cannot score a token block") && strstr(caps.report, "Only no echo is supported"),
+              "%s", caps.report);
+    long calls, failures, retries, refused;
+    duet_remote_counts(r, &calls, &failures, &retries, &refused, NULL);
+    cr_assert(failures == 0 && retries == 0 && refused == 0,
+              "a refusal counted as an outage: %ld failures, %ld retries, %ld refused", failures, retries, refused);
+    fake_stop(&f);
+    duet_remote_free(r);
+}
+
 /* The local SLM and its own greedy output (the reference for never-escalating strategies). */
 static int slm_greedy(duet_model *m, int max_new, int32_t *ids) {
     duet_err err = {0};
@@ -685,9 +710,8 @@ Test(remote_gen, a_server_with_a_remote_model_answers_through_it_and_degrades_wi
 }
 
 Test(remote_gen, a_remote_that_cannot_score_is_refused_for_a_speculative_profile) {
-    /* an endpoint that answers every request as llama.cpp's server answers echo */
-    fake_server f = {.answer = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                               "Content-Length: 49\r\n\r\n{\"error\":{\"message\":\"Only no echo is supported\"}}"};
+    /* an endpoint that answers every request as llama.cpp's server answers echo (a 500) */
+    fake_server f = {.answer = NO_ECHO_500};
     char url[64];
     fake_start(&f, url, sizeof url);
     char cfg[] = "/tmp/duet_rgen_cfg_XXXXXX";

@@ -69,6 +69,8 @@ void duet_remote_counts(const duet_remote *r, long *calls, long *failures, long 
     pthread_mutex_unlock(&m->mu);
 }
 
+int remote_status_transient(long code) { return code == 502 || code == 503 || code == 504 || code == 429; }
+
 int remote_may_call(duet_remote *r, duet_err *err) {
     if (r->p.private_mode)
         return duet_err_set(err, DUET_EUNSUPPORTED, "remote: private mode: nothing is sent to %s", r->url);
@@ -129,8 +131,10 @@ void remote_egress(duet_remote *r, const char *path, const char *body) {
 }
 
 /* POSTs body (JSON) to url+path; *resp gets the response body (malloc'd) and
- * *status the HTTP status. Retries transport failures and 5xx when
- * idempotent. Errors: DUET_EUNSUPPORTED (private mode), DUET_EIO (network,
+ * *status the HTTP status. Retries transport failures and transient
+ * statuses (remote_status_transient) when idempotent; any other status is
+ * the server's answer (llama.cpp's server answers "Only no echo is
+ * supported" with a 500: retrying it would only open the breaker). Errors: DUET_EUNSUPPORTED (private mode), DUET_EIO (network,
  * timeout, breaker open). */
 static int post(duet_remote *r, const char *path, const char *body, int idempotent, char **resp, long *status,
                 duet_err *err) {
@@ -167,7 +171,7 @@ static int post(duet_remote *r, const char *path, const char *body, int idempote
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
         curl_easy_cleanup(c);
-        const int failed = cc != CURLE_OK || code >= 500;
+        const int failed = cc != CURLE_OK || remote_status_transient(code);
         const int may_retry = remote_record_call(r, failed, remote_now_s() - t0, idempotent && attempt < r->p.retries);
         if (!failed) {
             *resp = b.buf ? b.buf : strdup("");

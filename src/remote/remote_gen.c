@@ -274,9 +274,9 @@ static void end_attempt(duet_remote_stream *s, CURLcode cc) {
         return;
     }
     /* a transport failure or an error status: retried only while nothing was delivered */
-    const int transient = cc != CURLE_OK || code >= 500;
+    const int transient = cc != CURLE_OK || remote_status_transient(code);
     const int retry_ok = transient && s->n_tokens == 0 && s->attempt < s->r->p.retries;
-    if (remote_record_call(s->r, 1, dt, retry_ok)) {
+    if (remote_record_call(s->r, transient, dt, retry_ok)) { /* a refusal (4xx, 500) is an answer, not a failure */
         s->retry_at = now + 0.2 * (double)(1 << s->attempt);
         s->attempt++, s->retries++;
         return;
@@ -290,7 +290,7 @@ static void end_attempt(duet_remote_stream *s, CURLcode cc) {
         char msg[320];
         remote_error_text(s->errbody, msg, sizeof msg);
         snprintf(why, sizeof why, "HTTP %ld: %s", code, msg);
-        fail(s, code >= 500 ? DUET_EIO : DUET_EUNSUPPORTED, "remote: %s cannot stream a completion (%s)", s->url, why);
+        fail(s, transient ? DUET_EIO : DUET_EUNSUPPORTED, "remote: %s cannot stream a completion (%s)", s->url, why);
     }
 }
 

@@ -33,6 +33,11 @@ int remote_may_call(duet_remote *r, duet_err *err);
  * if a retry is still allowed (the breaker is closed and retry_ok). */
 int remote_record_call(duet_remote *r, int failed, double seconds, int retry_ok);
 
+/* 1 for the statuses worth trying again (429, 502, 503, 504: busy or a
+ * gateway's trouble); any other status is the server's considered answer,
+ * not a failure of the endpoint. */
+int remote_status_transient(long code);
+
 /* Appends one JSON line (time, url, body) to the egress log, if there is one. */
 void remote_egress(duet_remote *r, const char *path, const char *body);
 
