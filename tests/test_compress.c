@@ -55,7 +55,9 @@ static void teardown(fixture *f) {
 static double *brute_surprisal(duet_model *m, const int32_t *tok, int n) {
     duet_err err = {0};
     duet_seq *s;
-    cr_assert_eq(duet_seq_new(&s, m, n, &err), 0, "%s", err.msg);
+    /* the lm's context size: the attention's last partial block of positions
+     * rounds differently when it meets the end of a smaller cache */
+    cr_assert_eq(duet_seq_new(&s, m, 0, &err), 0, "%s", err.msg);
     const int V = duet_model_n_vocab(m);
     float *row = malloc(sizeof *row * (size_t)V); /* (V) */
     double *ref = malloc(sizeof *ref * (size_t)n); /* (n) */
@@ -143,6 +145,67 @@ static void check_brute_force(int consistent) {
 
 Test(compress, matches_brute_force) { check_brute_force(0); }
 Test(compress, matches_brute_force_decode_consistent) { check_brute_force(1); }
+
+/* The segmented variant against a reference that re-evaluates, for every
+ * segment, the kept tokens so far and the segment one token at a time from
+ * an empty sequence (decode-consistent lm: the same logits bit for bit). */
+Test(compress, segmented_matches_brute_force) {
+    fixture f = setup(0);
+    duet_err err = {0};
+    duet_lm_set_decode_consistent(f.lm, 1);
+    const int head = 1, tail = 4, seg = 16, n = f.n;
+    const int lo = head, hi = n - tail, n_cand = hi - lo;
+    int32_t *ctx = malloc(sizeof *ctx * (size_t)n);          /* (n) kept tokens so far + a segment */
+    double *ref = malloc(sizeof *ref * (size_t)n);           /* (n) reference surprisal */
+    unsigned char *keep = malloc((size_t)n), *seg_keep = malloc((size_t)n);
+    int exact = 0, ratios = 0;
+    for (int tenths = 2; tenths <= 8; tenths += 2, ratios++) {
+        duet_compress_params p = {.keep_ratio = tenths / 10.0, .keep_head = head, .keep_tail = tail, .segment = seg};
+        const int want = (tenths * n + 9) / 10, budget = want - head - tail;
+        for (int i = 0; i < n; i++) keep[i] = i < lo || i >= hi;
+        double min_gap = INFINITY;
+        for (int a = lo; a < hi; a += seg) {
+            const int b = a + seg < hi ? a + seg : hi;
+            int m = 0;
+            for (int i = 0; i < a; i++)
+                if (keep[i]) ctx[m++] = f.tok[i];
+            const int n_prefix = m;
+            for (int i = a; i < b; i++) ctx[m++] = f.tok[i];
+            double *s = brute_surprisal(f.m, ctx, m);
+            for (int i = a; i < b; i++) ref[i] = s[n_prefix + i - a];
+            free(s);
+            /* this segment's share: round(B * end / C) - round(B * start / C), in integers */
+            const int k = (2 * budget * (b - lo) + n_cand) / (2 * n_cand) - (2 * budget * (a - lo) + n_cand) / (2 * n_cand);
+            for (int i = 0; i < n; i++) seg_keep[i] = 0;
+            const double gap = brute_keep(ref + a, b - a, 0, 0, k, seg_keep);
+            min_gap = gap < min_gap ? gap : min_gap;
+            for (int i = a; i < b; i++) keep[i] = seg_keep[i - a];
+        }
+        duet_compress_result r;
+        cr_assert_eq(duet_compress_tokens(f.lm, f.tok, n, &p, &r, &err), 0, "%s", err.msg);
+        cr_assert_eq(duet_lm_pos(f.lm), 0, "the lm is rolled back");
+        cr_assert_eq(r.n_kept, want, "ratio %.1f: kept %d, want %d", p.keep_ratio, r.n_kept, want);
+        for (int i = lo; i < hi; i++)
+            cr_assert_float_eq(r.surprisal[i], ref[i], 1e-4 + 1e-5 * ref[i], "surprisal %d: %.6f vs %.6f", i,
+                               r.surprisal[i], ref[i]);
+        for (int i = hi; i < n; i++) cr_assert(isnan(r.surprisal[i]), "the tail is not scored");
+        if (min_gap > 4e-4) {
+            exact++;
+            int k = 0;
+            for (int i = 0; i < n; i++)
+                if (keep[i]) cr_assert_eq(r.index[k++], i, "ratio %.1f: kept[%d] = %d, brute force %d", p.keep_ratio,
+                                          k - 1, r.index[k - 1], i);
+        }
+        for (int j = 0; j < r.n_kept; j++) cr_assert_eq(r.ids[j], f.tok[r.index[j]]);
+        duet_compress_result_free(&r);
+    }
+    cr_assert_geq(exact, ratios - 1, "only %d of %d ratios without a near tie", exact, ratios);
+    free(ctx);
+    free(ref);
+    free(keep);
+    free(seg_keep);
+    teardown(&f);
+}
 
 Test(compress, ratio_one_is_identity) {
     fixture f = setup(0);
@@ -284,6 +347,10 @@ Test(compress, errors) {
     p.keep_tail = -1;
     cr_assert_eq(duet_compress_tokens(f.lm, f.tok, 8, &p, &r, &err), DUET_EINVAL);
     cr_assert(strstr(err.msg, "keep_tail"), "%s", err.msg);
+    p = duet_compress_default_params();
+    p.segment = -1;
+    cr_assert_eq(duet_compress_tokens(f.lm, f.tok, 8, &p, &r, &err), DUET_EINVAL);
+    cr_assert(strstr(err.msg, "segment"), "%s", err.msg);
     p = duet_compress_default_params();
     cr_assert_eq(duet_compress_tokens(f.lm, f.tok, 0, &p, &r, &err), DUET_EINVAL);
     cr_assert(strstr(err.msg, "empty"), "%s", err.msg);

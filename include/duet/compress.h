@@ -40,9 +40,18 @@ typedef struct duet_compress_params {
     double keep_ratio; /* share of the prompt's tokens kept, (0, 1] */
     int keep_head;     /* leading tokens always kept, >= 0 (default 1) */
     int keep_tail;     /* trailing tokens always kept, >= 0 (default 8) */
+    /* 0 (default): every token scored in one prefill of the whole prompt.
+     * > 0: LLMLingua's iterative variant: the candidates [keep_head,
+     * n - keep_tail) in segments of this many tokens, each scored after the
+     * compressed text before it (what the LLM will see) and compressed before
+     * the next is scored; segment j keeps round(B * end_j / C) -
+     * round(B * start_j / C) of its tokens (B tokens to choose among C
+     * candidates, start/end counted from the first candidate), so the total
+     * follows the count rule. About (1 + keep_ratio) prefills. */
+    int segment;
 } duet_compress_params;
 
-/* keep_ratio 0.5, keep_head 1, keep_tail 8. */
+/* keep_ratio 0.5, keep_head 1, keep_tail 8, segment 0. */
 DUET_API duet_compress_params duet_compress_default_params(void);
 
 typedef struct duet_compress_result {
@@ -50,18 +59,20 @@ typedef struct duet_compress_result {
     int n_kept;        /* tokens kept */
     int32_t *ids;      /* (n_kept) the kept token ids, in prompt order */
     int *index;        /* (n_kept) their positions in the prompt, increasing */
-    float *surprisal;  /* (n_in) -log p(tok_i | tok_<i) in nats under the SLM; NAN at position 0 */
+    float *surprisal;  /* (n_in) -log p(tok_i | tok_<i) in nats under the SLM; NAN at position 0. With
+                          segment > 0: a candidate's given the kept tokens before its segment and its
+                          segment's tokens before it; NAN for the last keep_tail tokens (not scored) */
 } duet_compress_result;
 
 /* Checks p: DUET_EINVAL naming the field when keep_ratio is outside (0, 1]
- * (or not a number) or keep_head / keep_tail is negative. */
+ * (or not a number) or keep_head / keep_tail / segment is negative. */
 DUET_API int duet_compress_check(const duet_compress_params *p, duet_err *err);
 
 /* The count rule above; -1 for n < 0 or invalid p. */
 DUET_API int duet_compress_n_kept(int n, const duet_compress_params *p);
 
-/* Keeps n_kept tokens of a prompt whose surprisals are known (the selection
- * alone, no model): writes their positions, increasing, to index (n_kept)
+/* Keeps n_kept tokens of a prompt whose surprisals are known (the one-pass
+ * selection alone, no model; p->segment is not used): writes their positions, increasing, to index (n_kept)
  * and returns n_kept, or a negative DUET_E* (n < 1, invalid p). surprisal
  * is (n); entries in the forced positions are not read. A NAN surprisal
  * ranks below every number. */

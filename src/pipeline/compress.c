@@ -7,7 +7,7 @@
 #include "duet/compress.h"
 
 duet_compress_params duet_compress_default_params(void) {
-    return (duet_compress_params){.keep_ratio = 0.5, .keep_head = 1, .keep_tail = 8};
+    return (duet_compress_params){.keep_ratio = 0.5, .keep_head = 1, .keep_tail = 8, .segment = 0};
 }
 
 int duet_compress_check(const duet_compress_params *p, duet_err *err) {
@@ -16,6 +16,7 @@ int duet_compress_check(const duet_compress_params *p, duet_err *err) {
         return duet_err_set(err, DUET_EINVAL, "compress: keep_ratio %g outside (0, 1]", p->keep_ratio);
     if (p->keep_head < 0) return duet_err_set(err, DUET_EINVAL, "compress: keep_head %d < 0", p->keep_head);
     if (p->keep_tail < 0) return duet_err_set(err, DUET_EINVAL, "compress: keep_tail %d < 0", p->keep_tail);
+    if (p->segment < 0) return duet_err_set(err, DUET_EINVAL, "compress: segment %d < 0", p->segment);
     return 0;
 }
 
@@ -43,33 +44,101 @@ static int by_surprisal(const void *pa, const void *pb) {
     return (a->i > b->i) - (a->i < b->i);
 }
 
+/* Marks the k most surprising of positions [lo, hi) in keep. */
+static int keep_top(const float *surprisal, int lo, int hi, int k, unsigned char *keep) {
+    ranked *cand = malloc(sizeof *cand * (size_t)(hi - lo + 1)); /* (hi - lo) */
+    if (!cand) return DUET_ENOMEM;
+    for (int i = lo; i < hi; i++) cand[i - lo] = (ranked){surprisal[i], i};
+    qsort(cand, (size_t)(hi - lo), sizeof *cand, by_surprisal);
+    for (int j = 0; j < k; j++) keep[cand[j].i] = 1;
+    free(cand);
+    return 0;
+}
+
+/* The candidates for dropping, [*lo, *hi) (empty when head + tail cover the
+ * prompt), and how many of them are kept. */
+static int candidates(int n, const duet_compress_params *p, int *lo, int *hi) {
+    *lo = p->keep_head < n ? p->keep_head : n;
+    *hi = n - p->keep_tail > *lo ? n - p->keep_tail : *lo;
+    return duet_compress_n_kept(n, p) - (n - (*hi - *lo));
+}
+
+/* Positions of keep, increasing, into index; returns their count. */
+static int kept_positions(const unsigned char *keep, int n, int *index) {
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (keep[i]) index[m++] = i;
+    return m;
+}
+
 int duet_compress_select(const float *surprisal, int n, const duet_compress_params *p, int *index, duet_err *err) {
     int rc = duet_compress_check(p, err);
     if (rc < 0) return rc;
     if (n < 1) return duet_err_set(err, DUET_EINVAL, "compress: empty prompt");
     if (!surprisal || !index) return duet_err_set(err, DUET_EINVAL, "compress: NULL surprisal or index");
-    const int n_kept = duet_compress_n_kept(n, p);
-    /* the candidates for dropping: [lo, hi); empty when head + tail cover the prompt */
-    const int lo = p->keep_head < n ? p->keep_head : n;
-    const int hi = n - p->keep_tail > lo ? n - p->keep_tail : lo;
-    const int forced = n - (hi - lo);
+    int lo, hi;
+    const int budget = candidates(n, p, &lo, &hi);
     unsigned char *keep = calloc((size_t)n, 1); /* (n) 1: kept */
-    ranked *cand = malloc(sizeof *cand * (size_t)(hi - lo + 1)); /* (hi - lo) */
-    if (!keep || !cand) {
+    if (!keep || keep_top(surprisal, lo, hi, budget, keep) < 0) {
         free(keep);
-        free(cand);
         return duet_err_set(err, DUET_ENOMEM, "compress: out of memory for %d tokens", n);
     }
-    for (int i = 0; i < n; i++) keep[i] = i < lo || i >= hi;
-    for (int i = lo; i < hi; i++) cand[i - lo] = (ranked){surprisal[i], i};
-    qsort(cand, (size_t)(hi - lo), sizeof *cand, by_surprisal);
-    for (int k = 0; k < n_kept - forced; k++) keep[cand[k].i] = 1;
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (keep[i]) index[m++] = i;
+    for (int i = 0; i < n; i++) keep[i] |= i < lo || i >= hi;
+    const int m = kept_positions(keep, n, index);
     free(keep);
-    free(cand);
     return m;
+}
+
+/* The segmented variant (compress.h, `segment`): fills surprisal (n) and
+ * index (n; the kept positions), returns n_kept. The lm is left holding its
+ * position plus the kept tokens before the tail; the caller rolls back. */
+static int compress_segmented(duet_lm *slm, const int32_t *tok, int n, const duet_compress_params *p,
+                              float *surprisal, int *index, duet_err *err) {
+    int lo, hi;
+    const int64_t budget = candidates(n, p, &lo, &hi), n_cand = hi - lo;
+    unsigned char *keep = calloc((size_t)n, 1);                   /* (n) 1: kept */
+    int32_t *block = malloc(sizeof *block * (size_t)(n + 1));     /* (n + 1) the last kept token + a segment */
+    float *lp = malloc(sizeof *lp * (size_t)(n + 1));             /* (n + 1) log-probabilities of block */
+    int rc = keep && block && lp ? 0 : duet_err_set(err, DUET_ENOMEM, "compress: out of memory for %d tokens", n);
+    for (int i = 0; i < n; i++) surprisal[i] = NAN;
+    if (!rc && lo > 0) { /* the head, always kept: the context of the first segment */
+        rc = duet_lm_score(slm, tok, lo, lp, 0, NULL, NULL, err);
+        for (int i = 1; !rc && i < lo; i++) surprisal[i] = -lp[i];
+    }
+    int32_t last = lo > 0 ? tok[lo - 1] : -1; /* the last token the lm holds of this prompt */
+    for (int a = lo, b; !rc && a < hi; a = b) {
+        b = a + p->segment < hi ? a + p->segment : hi;
+        /* this segment's share of the budget, rounded so that the shares add up to it */
+        const int k = (int)((2 * budget * (b - lo) + n_cand) / (2 * n_cand) - (2 * budget * (a - lo) + n_cand) / (2 * n_cand));
+        const int pos = duet_lm_pos(slm);
+        /* score [last, segment] from last's own position: the row after last predicts tok[a] */
+        const int with_last = last >= 0;
+        if (with_last) block[0] = last;
+        memcpy(block + with_last, tok + a, sizeof *block * (size_t)(b - a));
+        if ((rc = duet_lm_rollback(slm, pos - with_last, err)) < 0) break;
+        if ((rc = duet_lm_score(slm, block, b - a + with_last, lp, 0, NULL, NULL, err)) < 0) break;
+        for (int i = a + !with_last; i < b; i++) surprisal[i] = -lp[i - a + with_last];
+        if ((rc = keep_top(surprisal, a, b, k, keep)) < 0) {
+            rc = duet_err_set(err, rc, "compress: out of memory");
+            break;
+        }
+        /* the lm goes on with the compressed segment: what the next one is scored after */
+        if ((rc = duet_lm_rollback(slm, pos, err)) < 0) break;
+        int m = 0;
+        for (int i = a; i < b; i++)
+            if (keep[i]) block[m++] = tok[i];
+        if (m && (rc = duet_lm_score(slm, block, m, lp, 0, NULL, NULL, err)) < 0) break;
+        if (m) last = block[m - 1];
+    }
+    int n_kept = rc;
+    if (!rc) {
+        for (int i = 0; i < n; i++) keep[i] |= i < lo || i >= hi;
+        n_kept = kept_positions(keep, n, index);
+    }
+    free(keep);
+    free(block);
+    free(lp);
+    return n_kept;
 }
 
 void duet_compress_result_free(duet_compress_result *r) {
@@ -101,20 +170,21 @@ int duet_compress_tokens(duet_lm *slm, const int32_t *tok, int n, const duet_com
         rc = duet_err_set(err, DUET_ENOMEM, "compress: out of memory for %d tokens", n);
         goto fail;
     }
-    rc = duet_lm_score(slm, tok, n, logprob, 0, NULL, NULL, err);
-    if (rc < 0) {
-        duet_err_prefix(err, "compress");
-        goto fail;
+    int n_kept;
+    if (p->segment > 0) {
+        n_kept = compress_segmented(slm, tok, n, p, logprob, index, err);
+    } else {
+        n_kept = duet_lm_score(slm, tok, n, logprob, 0, NULL, NULL, err);
+        logprob[0] = NAN; /* no row before tok_0 is kept, whatever the lm held */
+        for (int i = 1; i < n; i++) logprob[i] = -logprob[i]; /* now the surprisal */
+        if (!n_kept) n_kept = duet_compress_select(logprob, n, p, index, err);
     }
-    rc = duet_lm_rollback(slm, pos0, err);
-    if (rc < 0) goto fail;
-    logprob[0] = NAN; /* no row before tok_0 is kept, whatever the lm held */
-    for (int i = 1; i < n; i++) logprob[i] = -logprob[i]; /* now the surprisal */
-    const int n_kept = duet_compress_select(logprob, n, p, index, err);
     if (n_kept < 0) {
         rc = n_kept;
+        if (err && strncmp(err->msg, "compress", 8)) duet_err_prefix(err, "compress"); /* the lm's own message */
         goto fail;
     }
+    if ((rc = duet_lm_rollback(slm, pos0, err)) < 0) goto fail;
     if (!(ids = malloc(sizeof *ids * (size_t)n_kept))) {
         rc = duet_err_set(err, DUET_ENOMEM, "compress: out of memory");
         goto fail;
