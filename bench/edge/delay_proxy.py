@@ -61,6 +61,8 @@ async def handle(client_reader, client_writer, host, port, half_s):
         return
     try:
         await asyncio.gather(pump(client_reader, server_writer, half_s), pump(server_reader, client_writer, half_s))
+    except asyncio.CancelledError:
+        pass  # the proxy is stopping: the connection just closes
     finally:
         for w in (client_writer, server_writer):
             try:

@@ -202,23 +202,44 @@ static void count_passes(srv_sched *s, long n) {
  * from j->decode_from on are computed in the decode-consistent arithmetic
  * (bit for bit what one-token evals give), so a client that scores a prompt
  * plus a block sees exactly the tokens the server's streamed generation
- * would choose after that prompt. The rows come back in rows
- * (n_prompt, n_vocab) for the caller, which owns them. */
-static int score_prompt(srv_sched *sc, srv_slot *sl, srv_job *j, float **rows_out, duet_err *err) {
+ * would choose after that prompt.
+ *
+ * A client that names the boundary (a remote verifier: prompt + text so far
+ * + a draft block, one call per round) keeps this slot's sequence between
+ * its calls: the positions it shares with the last scored sequence (from the
+ * boundary on, each computed as a one-token eval would, so reuse changes no
+ * bit; before it, the same block as last time) are not computed again, and
+ * their log-probabilities come back null (the client has them). Without it,
+ * a verification would re-read the whole text every round.
+ *
+ * *row0 is the first position whose row was computed; rows
+ * (n_prompt - row0, n_vocab) come back for the caller, which owns them. */
+static int score_prompt(srv_sched *sc, srv_slot *sl, srv_job *j, float **rows_out, int *row0, duet_err *err) {
     duet_lm *lm = sl->lm[j->prof.model];
     *rows_out = NULL;
-    int rc = duet_lm_rollback(lm, 0, err);
-    if (rc < 0) return rc;
     const int k = j->top_logprobs > 0 ? j->top_logprobs : 0, n = j->n_prompt, nv = lm->n_vocab;
     const int split = j->decode_from > 0 && j->decode_from < n ? j->decode_from : n;
-    float *rows = malloc(sizeof *rows * (size_t)nv * (size_t)n); /* (n_prompt, n_vocab) */
-    float *lp = malloc(sizeof *lp * (size_t)n);                  /* (n_prompt) */
-    srv_token *pt = calloc((size_t)n, sizeof *pt);               /* (n_prompt) */
+    const int keep = j->decode_from > 0 && duet_lm_local_seq(lm) != NULL;
+    int start = 0;
+    if (keep && sl->cache_n > 0 && sl->cache_model == j->prof.model && sl->cache_from == split) {
+        int c = 0;
+        while (c < sl->cache_n && c < n && sl->cache_tok[c] == j->prompt[c]) c++;
+        if (c > n - 1) c = n - 1; /* the last position's row is always computed */
+        if (c >= split) start = c;
+    }
+    sl->cache_n = 0; /* valid again only once this pass succeeded */
+    int rc = duet_lm_rollback(lm, start, err);
+    if (rc < 0) return rc;
+    *row0 = start;
+    float *rows = malloc(sizeof *rows * (size_t)nv * (size_t)(n - start)); /* (n_prompt - start, n_vocab) */
+    float *lp = malloc(sizeof *lp * (size_t)n);                          /* (n_prompt) */
+    srv_token *pt = calloc((size_t)n, sizeof *pt);                       /* (n_prompt) */
     if (!rows || !lp || !pt) rc = duet_err_set(err, DUET_ENOMEM, "out of memory scoring the prompt");
     const double t0 = now_s();
-    if (rc >= 0) rc = duet_lm_eval(lm, j->prompt, split, rows, split, err);
-    if (rc >= 0 && split < n && (rc = duet_lm_set_decode_consistent(lm, 1)) >= 0)
-        rc = duet_lm_eval(lm, j->prompt + split, n - split, rows + (size_t)split * nv, n - split, err);
+    if (rc >= 0 && start < split) rc = duet_lm_eval(lm, j->prompt, split, rows, split, err);
+    const int from = start > split ? start : split;
+    if (rc >= 0 && from < n && (rc = duet_lm_set_decode_consistent(lm, 1)) >= 0)
+        rc = duet_lm_eval(lm, j->prompt + from, n - from, rows + (size_t)(from - start) * nv, n - from, err);
     duet_lm_set_decode_consistent(lm, 0);
     pad_pass(sc, t0);
     count_passes(sc, 1); /* one request's sequence read once, whatever its split */
@@ -226,12 +247,10 @@ static int score_prompt(srv_sched *sc, srv_slot *sl, srv_job *j, float **rows_ou
         /* the alternatives "at token i" are those of the row after token i - 1 */
         for (int i = 0; i < n; i++) {
             pt[i].id = j->prompt[i];
-            pt[i].n_top = i > 0 ? k : 0;
-            if (i == 0) {
-                lp[i] = NAN;
-                continue;
-            }
-            const float *row = rows + (size_t)(i - 1) * nv; /* (n_vocab) */
+            lp[i] = NAN;
+            if (i == 0 || i - 1 < start) continue; /* the first token has no row; cached ones were sent before */
+            pt[i].n_top = k;
+            const float *row = rows + (size_t)(i - 1 - start) * nv; /* (n_vocab) */
             float mx = -INFINITY;
             for (int v = 0; v < nv; v++) mx = row[v] > mx ? row[v] : mx;
             double z = 0;
@@ -245,22 +264,27 @@ static int score_prompt(srv_sched *sc, srv_slot *sl, srv_job *j, float **rows_ou
         j->prompt_tok = pt, pt = NULL;
         pthread_mutex_unlock(&j->mu);
         *rows_out = rows, rows = NULL;
+        int32_t *t = keep ? realloc(sl->cache_tok, sizeof *t * (size_t)n) : NULL;
+        if (t) {
+            memcpy(t, j->prompt, sizeof *t * (size_t)n);
+            sl->cache_tok = t, sl->cache_n = n, sl->cache_from = split, sl->cache_model = j->prof.model;
+        }
     }
     free(rows), free(lp), free(pt);
-    duet_lm_rollback(lm, 0, NULL);
+    if (!sl->cache_n) duet_lm_rollback(lm, 0, NULL);
     return rc;
 }
 
 /* The scoring pass already holds the row after the prompt: a plain greedy
  * request for one token (a remote verifier's call) takes its argmax from it
  * instead of a second pass over the whole prompt. Returns 1 if it did. */
-static int one_token_from_score(srv_sched *s, srv_slot *sl, srv_job *j, const float *rows) {
+static int one_token_from_score(srv_sched *s, srv_slot *sl, srv_job *j, const float *last_row) {
     const duet_sampler_params *sp = &j->sp;
-    if (!rows || j->max_tokens != 1 || j->prof.kind != SRV_PLAIN || sp->temp > 0 || sp->repeat_penalty != 1 ||
+    if (!last_row || j->max_tokens != 1 || j->prof.kind != SRV_PLAIN || sp->temp > 0 || sp->repeat_penalty != 1 ||
         sp->freq_penalty != 0 || sp->presence_penalty != 0)
         return 0;
     const int nv = sl->lm[j->prof.model]->n_vocab;
-    const float *row = rows + (size_t)(j->n_prompt - 1) * nv; /* (n_vocab) the row after the prompt */
+    const float *row = last_row; /* (n_vocab) the row after the prompt */
     int32_t best = 0;
     for (int v = 1; v < nv; v++)
         if (row[v] > row[best]) best = v;
@@ -370,11 +394,14 @@ static void start_job(srv_sched *s, srv_slot *sl) {
         if ((int)strlen(j->stop[i]) > sl->max_stop_len) sl->max_stop_len = (int)strlen(j->stop[i]);
     size_t dummy;
     duet_detok_stream_flush(sl->detok, &dummy); /* a fresh stream for the new text */
-    float *rows = NULL; /* (n_prompt, n_vocab) the scoring pass's rows */
-    if (j->score_prompt && score_prompt(s, sl, j, &rows, &err) < 0) return end_job(s, sl, "error", 500, err.msg);
-    const int answered = one_token_from_score(s, sl, j, rows);
+    float *rows = NULL; /* (n_prompt - row0, n_vocab) the scoring pass's rows */
+    int row0 = 0;
+    if (j->score_prompt && score_prompt(s, sl, j, &rows, &row0, &err) < 0) return end_job(s, sl, "error", 500, err.msg);
+    const int nv = sl->lm[j->prof.model]->n_vocab;
+    const int answered = one_token_from_score(s, sl, j, rows ? rows + (size_t)(j->n_prompt - 1 - row0) * nv : NULL);
     free(rows);
     if (answered) return;
+    sl->cache_n = 0; /* the strategy below rolls the slot's sequences back */
     if (j->max_tokens == 0) return end_job(s, sl, "length", 200, NULL);
     if (duet_sampler_new_checked(&sl->sampler, &j->sp, sl->lm[j->prof.model]->n_vocab, &err) < 0)
         return end_job(s, sl, "error", 400, err.msg);
@@ -508,6 +535,7 @@ void srv_sched_stop(srv_sched *s) {
         if (sl->job) end_job(s, sl, "error", 503, "the server is shutting down");
         for (int m = 0; m < SRV_MAX_MODELS; m++) duet_lm_free(sl->lm[m]);
         duet_detok_stream_free(sl->detok);
+        free(sl->cache_tok);
     }
     while (s->q_len > 0) {
         srv_job *j = s->queue[s->q_head];

@@ -192,6 +192,10 @@ typedef struct srv_slot {
     duet_sampler *sampler, *leg_sampler;
     duet_detok_stream *detok;
     int max_stop_len;
+    /* the sequence a verifier's last scoring call left in lm[cache_model]
+     * (echo with duet_decode_from): reused by its next call */
+    int32_t *cache_tok;          /* (cache_n) */
+    int cache_n, cache_model, cache_from;
 } srv_slot;
 
 typedef struct srv_sched {

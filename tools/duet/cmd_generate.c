@@ -44,6 +44,7 @@ typedef struct {
     duet_vocab *vocab;        /* NULL: print ids */
     duet_detok_stream *detok;
     int json, n_out;
+    double t_run, t_first;    /* when the run started, when its first token came (monotonic seconds) */
     int32_t *ids;             /* (cap) generated ids, for --json */
     int cap;
     char *text;               /* generated text, for --json */
@@ -75,8 +76,15 @@ static void sink_answer(sink *k, const char *s, size_t n) {
 }
 
 /* Every emitted token: kept for --json; printed unless it ends the text. */
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int on_token(void *user, const duet_token_out *t) {
     sink *k = user;
+    if (k->n_out == 0) k->t_first = mono_s(); /* what the user waits for, whatever the strategy */
     if (k->n_out < k->cap) k->ids[k->n_out++] = t->id;
     if (k->vocab && duet_vocab_is_eog(k->vocab, t->id)) return 0; /* the strategy stops on it (stop_ids) */
     if (k->vocab) {
@@ -573,7 +581,9 @@ int cmd_generate(int argc, char **argv) {
     duet_request req = {.prompt = prompt, .n_prompt = n_prompt, .max_new = a.n_new, .stop_ids = stop,
                         .n_stop_ids = n_stop, .emit = on_token, .user = &k};
     duet_strategy *run = collab ? collab : strat;
+    k.t_run = mono_s();
     rc = duet_run(run, &req, &err);
+    const double run_s = mono_s() - k.t_run;
     /* strat is the fallback under --remote, itself a leg of route or cascade */
     const char *degraded = duet_strategy_fallback_reason(strat);
     if (rc >= 0 && degraded)
@@ -600,6 +610,9 @@ int cmd_generate(int argc, char **argv) {
         for (int i = 0; i < k.n_out; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(k.ids[i]));
         cJSON_AddStringToObject(o, "finish_reason", duet_finish_name(ss.finish));
         cJSON *st = cJSON_AddObjectToObject(o, "stats");
+        /* measured here, the same way for every strategy: from the start of the run */
+        cJSON_AddNumberToObject(st, "ttft_s", k.n_out ? k.t_first - k.t_run : 0);
+        cJSON_AddNumberToObject(st, "total_s", run_s);
         print_stats_json(st, &a, a.draft != NULL, &ss);
         pipeline_cli_json(st, &a.pipe);
         if (a.remote.url) {
