@@ -744,3 +744,120 @@ Test(remote_gen, a_remote_that_cannot_score_is_refused_for_a_speculative_profile
     fake_stop(&f);
     unlink(cfg);
 }
+
+/* A streamed request to the edge server: every token of its chunks (id, who
+ * wrote it) and the accounting's degraded flag. */
+typedef struct {
+    const char *base;
+    int max_tokens;
+    int32_t ids[256];
+    char by[256][8];
+    int n, degraded, status;
+} edge_stream;
+
+static void *stream_request(void *arg) {
+    edge_stream *e = arg;
+    char url[128], req[512];
+    snprintf(url, sizeof url, "%s/v1/completions", e->base);
+    int o = snprintf(req, sizeof req, "{\"model\":\"cloud\",\"max_tokens\":%d,\"temperature\":0,\"ignore_eos\":true,"
+                                      "\"stream\":true,\"prompt\":[", e->max_tokens);
+    for (int i = 0; i < N_PROMPT; i++) o += snprintf(req + o, sizeof req - o, "%s%d", i ? "," : "", PROMPT[i]);
+    snprintf(req + o, sizeof req - o, "]}");
+    CURL *c = curl_easy_init();
+    body b = {0};
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    e->status = (int)code;
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    e->degraded = -1;
+    for (char *line = b.buf ? strtok(b.buf, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "data: {", 7)) continue;
+        cJSON *j = cJSON_Parse(line + 6);
+        const cJSON *du = cJSON_GetObjectItem(j, "duet");
+        for (const cJSON *t = cJSON_GetObjectItem(du, "tokens") ? cJSON_GetObjectItem(du, "tokens")->child : NULL;
+             t && e->n < 256; t = t->next, e->n++) {
+            e->ids[e->n] = cJSON_GetObjectItem(t, "id")->valueint;
+            snprintf(e->by[e->n], sizeof e->by[0], "%s", cJSON_GetObjectItem(t, "by")->valuestring);
+        }
+        const cJSON *d = cJSON_GetObjectItem(cJSON_GetObjectItem(du, "accounting"), "degraded");
+        if (cJSON_IsBool(d)) e->degraded = cJSON_IsTrue(d);
+        cJSON_Delete(j);
+    }
+    free(b.buf);
+    return NULL;
+}
+
+/* The SLM's greedy continuation of ctx (n_ctx tokens), n_new tokens. */
+static void slm_continue(duet_model *m, const int32_t *ctx, int n_ctx, int n_new, int32_t *out) {
+    duet_err err = {0};
+    duet_lm *lm;
+    cr_assert_eq(duet_lm_local_new(&lm, m, 256, "slm", &err), 0);
+    duet_sampler *g = tu_greedy(duet_model_n_vocab(m));
+    duet_strategy *p;
+    cr_assert_eq(duet_strategy_plain(&p, lm, g, &err), 0);
+    collected c = {0};
+    duet_request q = {.prompt = ctx, .n_prompt = n_ctx, .max_new = n_new, .emit = collect, .user = &c};
+    cr_assert_geq(duet_run(p, &q, &err), 0, "%s", err.msg);
+    cr_assert_eq(c.n, n_new);
+    memcpy(out, c.ids, sizeof *out * (size_t)n_new);
+    duet_strategy_free(p);
+    duet_sampler_free(g);
+    duet_lm_free(lm);
+}
+
+Test(remote_gen, the_remote_killed_mid_stream_leaves_every_server_request_whole_and_degraded) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    su_server cloud, edge;
+    su_start(&cloud, "--slots 2 --forward-delay-ms 15"); /* >= 15 ms a pass: 120 tokens take > 1.8 s */
+    char cfg[] = "/tmp/duet_rgen_cfg_XXXXXX";
+    close(mkstemp(cfg));
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"host\": \"127.0.0.1\", \"port\": 0, \"threads\": 1, \"slots\": 2,\n"
+             " \"models\": {\"slm\": {\"path\": \"%s\"},\n"
+             "   \"cloud\": {\"remote\": \"%s\", \"model\": \"llm\", \"timeout_s\": 5, \"fallback\": \"slm\"}},\n"
+             " \"profiles\": [{\"name\": \"cloud\", \"model\": \"cloud\"}]}\n",
+             SU_DRAFT, cloud.base);
+    write_file(cfg, json);
+    char *log = NULL;
+    cr_assert_eq(start_config_server(&edge, cfg, &log), -1, "%s", log);
+    enum { N_REQ = 2, N_NEW = 120 };
+    edge_stream e[N_REQ];
+    pthread_t th[N_REQ];
+    for (int i = 0; i < N_REQ; i++) {
+        memset(&e[i], 0, sizeof e[i]);
+        e[i].base = edge.base, e[i].max_tokens = N_NEW;
+        pthread_create(&th[i], NULL, stream_request, &e[i]);
+    }
+    usleep(600 * 1000); /* the streams are under way */
+    su_kill(&cloud);
+    for (int i = 0; i < N_REQ; i++) pthread_join(th[i], NULL);
+    duet_model *sm = tu_load_path(SU_DRAFT);
+    for (int i = 0; i < N_REQ; i++) {
+        cr_assert_eq(e[i].status, 200);
+        cr_assert_eq(e[i].n, N_NEW, "request %d: %d tokens of %d", i, e[i].n, N_NEW);
+        cr_assert_eq(e[i].degraded, 1, "request %d", i);
+        int n_remote = 0;
+        while (n_remote < e[i].n && !strcmp(e[i].by[n_remote], "llm")) n_remote++;
+        for (int k = n_remote; k < e[i].n; k++) cr_assert_str_eq(e[i].by[k], "slm", "request %d token %d", i, k);
+        cr_assert(n_remote > 0 && n_remote < N_NEW, "request %d: the remote wrote %d tokens", i, n_remote);
+        cr_log_info("request %d: %d tokens by the remote, %d by the local fallback", i, n_remote, N_NEW - n_remote);
+        /* the fallback continued exactly the text so far */
+        int32_t ctx[256], want[256];
+        memcpy(ctx, PROMPT, sizeof PROMPT);
+        memcpy(ctx + N_PROMPT, e[i].ids, sizeof(int32_t) * n_remote);
+        slm_continue(sm, ctx, N_PROMPT + n_remote, N_NEW - n_remote, want);
+        cr_assert_arr_eq(e[i].ids + n_remote, want, sizeof(int32_t) * (N_NEW - n_remote), "request %d", i);
+    }
+    duet_model_free(sm);
+    su_stop(&edge);
+    unlink(cfg);
+}
