@@ -6,7 +6,9 @@
  *   random:    the same count dropped uniformly at random from the same
  *              candidates (the same first and last tokens kept), median over
  *              seeds of the aggregate perplexity,
- *   truncate:  the last n_kept tokens kept (the front dropped) --
+ *   truncate:  the last n_kept tokens kept (the front dropped),
+ *   segmented: with --segment N, duet compress's iterative variant (each
+ *              segment of N tokens scored after the compressed text before it) --
  * and the LLM's perplexity of the reference continuation given the shortened
  * prompt is measured: exp of the mean of -log p_llm(cont_j | prompt', cont_<j)
  * over every continuation token of every pair. Every method sees the same
@@ -35,7 +37,7 @@ static double now_s(void) {
 
 typedef struct {
     const char *slm, *llm, *text;
-    int pairs, prompt_len, cont_len, seeds, threads, json;
+    int pairs, prompt_len, cont_len, seeds, threads, json, segment;
     duet_compress_params cp; /* keep_ratio set per row */
     double ratios[MAX_RATIOS];
     int n_ratios;
@@ -44,9 +46,10 @@ typedef struct {
 static int usage(void) {
     fprintf(stderr,
             "usage: bench_compress --slm SLM.gguf --llm LLM.gguf --text TEXT [--pairs N] [--prompt N] [--cont N]\n"
-            "                      [--ratios R1,R2,...] [--seeds N] [--keep-head N] [--keep-tail N] [-t N] [--json]\n"
+            "                      [--ratios R1,R2,...] [--seeds N] [--keep-head N] [--keep-tail N] [--segment N]\n"
+            "                      [-t N] [--json]\n"
             "  defaults: 40 pairs, prompt 160 tokens, continuation 64, ratios 1,0.9,...,0.3, 5 seeds,\n"
-            "  keep-head 1, keep-tail 8, 1 thread\n");
+            "  keep-head 1, keep-tail 8, no segmented variant, 1 thread\n");
     return 2;
 }
 
@@ -74,6 +77,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
                    : !strcmp(a, "--seeds")     ? &o->seeds
                    : !strcmp(a, "--keep-head") ? &o->cp.keep_head
                    : !strcmp(a, "--keep-tail") ? &o->cp.keep_tail
+                   : !strcmp(a, "--segment")   ? &o->segment
                    : !strcmp(a, "-t")          ? &o->threads
                                                : NULL;
         if (!strcmp(a, "--json")) o->json = 1;
@@ -88,7 +92,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         } else return usage();
     }
     if (!o->slm || !o->llm || !o->text || o->pairs < 1 || o->prompt_len < 2 || o->cont_len < 1 || o->seeds < 1 ||
-        o->seeds > MAX_SEEDS || o->threads < 1 || o->cp.keep_head < 0 || o->cp.keep_tail < 0)
+        o->seeds > MAX_SEEDS || o->threads < 1 || o->segment < 0 || o->cp.keep_head < 0 || o->cp.keep_tail < 0)
         return usage();
     return 0;
 }
@@ -200,9 +204,10 @@ static int cmp_double(const void *a, const void *b) {
 
 typedef struct {
     double ratio, kept;           /* keep ratio asked; mean tokens kept */
-    double loss[3];               /* summed continuation loss: surprisal, random (median seed), truncate */
+    double loss[4];               /* summed continuation loss: surprisal, random (median seed), truncate, segmented */
     double seed_loss[MAX_SEEDS];  /* random: per seed */
     int wins_vs_random, wins_vs_truncate; /* pairs where surprisal's loss is lower */
+    int seg_wins;                         /* pairs where the segmented variant's loss is below one-pass's */
 } row;
 
 int main(int argc, char **argv) {
@@ -257,10 +262,10 @@ int main(int argc, char **argv) {
             cp.keep_ratio = res[r].ratio = o.ratios[r];
             const int n_kept = duet_compress_n_kept(P, &cp);
             res[r].kept += n_kept;
-            double loss[3], seed_loss[MAX_SEEDS];
+            double loss[4], seed_loss[MAX_SEEDS];
             if (n_kept == P) { /* the whole prompt: one evaluation stands for every method */
                 if (isnan(full) && (rc = cont_loss(llm_seq, prompt, P, cont, C, buf, rows, V, &full, &err))) break;
-                loss[0] = loss[1] = loss[2] = full;
+                loss[0] = loss[1] = loss[2] = loss[3] = full;
                 for (int s = 0; s < o.seeds; s++) seed_loss[s] = full;
             } else {
                 if ((rc = duet_compress_select(cr.surprisal, P, &cp, index, &err)) < 0) break;
@@ -277,9 +282,21 @@ int main(int argc, char **argv) {
                 loss[1] = mean_random;
                 if ((rc = cont_loss(llm_seq, prompt + (P - n_kept), n_kept, cont, C, buf, rows, V, &loss[2], &err)))
                     break;
+                loss[3] = NAN;
+                if (o.segment > 0) {
+                    duet_compress_params sp = cp;
+                    sp.segment = o.segment;
+                    duet_compress_result sr;
+                    if ((rc = duet_compress_tokens(slm_lm, prompt, P, &sp, &sr, &err))) break;
+                    rc = cont_loss(llm_seq, sr.ids, sr.n_kept, cont, C, buf, rows, V, &loss[3], &err);
+                    duet_compress_result_free(&sr);
+                    if (rc) break;
+                }
             }
             res[r].loss[0] += loss[0];
             res[r].loss[2] += loss[2];
+            res[r].loss[3] += loss[3];
+            res[r].seg_wins += loss[3] < loss[0];
             for (int s = 0; s < o.seeds; s++) res[r].seed_loss[s] += seed_loss[s];
             res[r].wins_vs_random += loss[0] < loss[1];
             res[r].wins_vs_truncate += loss[0] < loss[2];
@@ -305,12 +322,13 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(out, "seeds", o.seeds);
     cJSON_AddNumberToObject(out, "keep_head", o.cp.keep_head);
     cJSON_AddNumberToObject(out, "keep_tail", o.cp.keep_tail);
+    cJSON_AddNumberToObject(out, "segment", o.segment);
     cJSON_AddNumberToObject(out, "threads", o.threads);
     cJSON_AddNumberToObject(out, "seconds", secs);
     if (!o.json)
         printf("| keep ratio | prompt tokens kept | surprisal (duet compress) | random (median of %d) | truncate front "
-               "| pairs surprisal < random | pairs surprisal < truncate |\n|---|---|---|---|---|---|---|\n",
-               o.seeds);
+               "| pairs surprisal < random | pairs surprisal < truncate | segmented (%d) |\n"
+               "|---|---|---|---|---|---|---|---|\n", o.seeds, o.segment);
     for (int r = 0; r < o.n_ratios; r++) {
         row *x = &res[r];
         double sorted[MAX_SEEDS];
@@ -330,12 +348,16 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "truncate_ppl", ppl[2]);
         cJSON_AddNumberToObject(j, "pairs_surprisal_below_random", x->wins_vs_random);
         cJSON_AddNumberToObject(j, "pairs_surprisal_below_truncate", x->wins_vs_truncate);
+        if (o.segment > 0) {
+            cJSON_AddNumberToObject(j, "segmented_ppl", exp(x->loss[3] / n_scored));
+            cJSON_AddNumberToObject(j, "pairs_segmented_below_surprisal", x->seg_wins);
+        }
         cJSON_AddItemToArray(arr, j);
         if (!o.json)
-            printf("| %.2f | %.1f of %d | %.3f | %.3f (%.3f-%.3f) | %.3f | %d of %d | %d of %d |\n", x->ratio,
+            printf("| %.2f | %.1f of %d | %.3f | %.3f (%.3f-%.3f) | %.3f | %d of %d | %d of %d | %.3f |\n", x->ratio,
                    x->kept / n_pairs, P, ppl[0], ppl[1], exp(sorted[0] / n_scored),
                    exp(sorted[o.seeds - 1] / n_scored), ppl[2], x->wins_vs_random, n_pairs, x->wins_vs_truncate,
-                   n_pairs);
+                   n_pairs, exp(x->loss[3] / n_scored));
     }
     cJSON_AddItemToObject(out, "rows", arr);
     if (o.json) {

@@ -157,6 +157,7 @@ Test(cli_opts, compress) {
         {"compress --ratio 0.5 -p x", "-m"},
         {"compress -m " SLM " --ratio 0.5 -p x --keep-tail -1", "--keep-tail"},
         {"compress -m " SLM " --ratio 0.5 -p", "-p"},
+        {"compress -m " SLM " --ratio 0.5 -p x --segment -4", "--segment"},
     };
     EXPECT_ALL(cases);
 }

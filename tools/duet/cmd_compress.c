@@ -14,12 +14,15 @@
 #include "opts.h"
 
 static const char usage_head[] =
-    "usage: duet compress -m SLM.gguf --ratio R (-p TEXT | -f FILE) [--keep-head N] [--keep-tail N] [-t N] [--json]\n"
+    "usage: duet compress -m SLM.gguf --ratio R (-p TEXT | -f FILE) [--keep-head N] [--keep-tail N] [--segment N]\n"
+    "                     [-t N] [--json]\n"
     "  Scores every prompt token's surprisal -log p(token | tokens before it) with the SLM in one\n"
     "  prefill and keeps the most surprising share R of the tokens (LLMLingua's token-level rule);\n"
     "  the first --keep-head and last --keep-tail tokens are always kept, and the kept tokens keep\n"
     "  their order. Kept: max(ceil(R * n), head + tail) of n tokens (at most n). Prints the\n"
     "  compressed text; --json prints one object with the token counts, the ratio and the text.\n"
+    "  --segment N: LLMLingua's iterative variant, each N-token segment scored after the compressed\n"
+    "  text before it (about 1 + R prefills instead of one).\n"
     "  The prompt must fit the SLM's context.\n";
 
 /* A whole file, NUL-terminated; *len gets its size. NULL if it cannot be read. */
@@ -63,6 +66,7 @@ int cmd_compress(int argc, char **argv) {
         DUET_OPT_STR("file", 'f', &file, "FILE", "read the prompt from FILE"),
         DUET_OPT_INT("keep-head", 0, &p.keep_head, 0, 1 << 20, "N", "leading tokens always kept (default 1)"),
         DUET_OPT_INT("keep-tail", 0, &p.keep_tail, 0, 1 << 20, "N", "trailing tokens always kept (default 8)"),
+        DUET_OPT_INT("segment", 0, &p.segment, 0, 1 << 20, "N", "score in segments of N tokens (default 0: one pass)"),
         DUET_OPT_THREADS(&threads),
         DUET_OPT_FLAG("json", 0, &json, "print one JSON object"),
         DUET_OPT_END,
@@ -112,6 +116,7 @@ int cmd_compress(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "ratio", (double)r.n_kept / r.n_in);
         cJSON_AddNumberToObject(o, "keep_head", p.keep_head);
         cJSON_AddNumberToObject(o, "keep_tail", p.keep_tail);
+        cJSON_AddNumberToObject(o, "segment", p.segment);
         cJSON_AddNumberToObject(o, "original_bytes", (double)len);
         cJSON_AddNumberToObject(o, "bytes", (double)strlen(out));
         cJSON_AddNumberToObject(o, "seconds", secs);
