@@ -23,7 +23,7 @@
 #include "duet/quant.h"
 
 /* Tokens per pass over a pair of weight rows. */
-#define DUET_GEMV_MULTI_T 6
+#define DUET_GEMV_MULTI_T 4
 
 /* 1 when duet_gemv_multi_avx2 handles weight type wt (F32, F16, BF16, Q8_0). */
 int duet_gemv_multi_supported(duet_type wt);
