@@ -38,6 +38,7 @@ static double now_s(void) {
 typedef struct {
     const char *slm, *llm, *text;
     int pairs, prompt_len, cont_len, seeds, threads, json, segment;
+    int pair_offset; /* pair k is long story k * n_long / pairs + pair_offset: another offset, other stories */
     duet_compress_params cp; /* keep_ratio set per row */
     double ratios[MAX_RATIOS];
     int n_ratios;
@@ -47,9 +48,12 @@ static int usage(void) {
     fprintf(stderr,
             "usage: bench_compress --slm SLM.gguf --llm LLM.gguf --text TEXT [--pairs N] [--prompt N] [--cont N]\n"
             "                      [--ratios R1,R2,...] [--seeds N] [--keep-head N] [--keep-tail N] [--segment N]\n"
+            "                      [--pair-offset K]\n"
             "                      [-t N] [--json]\n"
             "  defaults: 40 pairs, prompt 160 tokens, continuation 64, ratios 1,0.9,...,0.3, 5 seeds,\n"
-            "  keep-head 1, keep-tail 8, no segmented variant, 1 thread\n");
+            "  keep-head 1, keep-tail 8, no segmented variant, pair offset 0, 1 thread. Pair k is the\n"
+            "  (k * L / pairs + K)-th of the L stories long enough (mod L): offsets below L / pairs pick\n"
+            "  disjoint sets (a development set to choose parameters on, a test set to report)\n");
     return 2;
 }
 
@@ -78,6 +82,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
                    : !strcmp(a, "--keep-head") ? &o->cp.keep_head
                    : !strcmp(a, "--keep-tail") ? &o->cp.keep_tail
                    : !strcmp(a, "--segment")   ? &o->segment
+                   : !strcmp(a, "--pair-offset") ? &o->pair_offset
                    : !strcmp(a, "-t")          ? &o->threads
                                                : NULL;
         if (!strcmp(a, "--json")) o->json = 1;
@@ -92,7 +97,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         } else return usage();
     }
     if (!o->slm || !o->llm || !o->text || o->pairs < 1 || o->prompt_len < 2 || o->cont_len < 1 || o->seeds < 1 ||
-        o->seeds > MAX_SEEDS || o->threads < 1 || o->segment < 0 || o->cp.keep_head < 0 || o->cp.keep_tail < 0)
+        o->seeds > MAX_SEEDS || o->threads < 1 || o->segment < 0 || o->pair_offset < 0 || o->cp.keep_head < 0 || o->cp.keep_tail < 0)
         return usage();
     return 0;
 }
@@ -143,7 +148,8 @@ static int cut_pairs(const char *path, const duet_vocab *v, const bench_opts *o,
     const int n = n_eligible < o->pairs ? n_eligible : o->pairs;
     *n_stories = n_eligible;
     for (int k = 0; k < n; k++)
-        memcpy(out + (size_t)k * need, eligible + (size_t)((int64_t)k * n_eligible / n) * need, sizeof *out * need);
+        memcpy(out + (size_t)k * need, eligible + (size_t)(((int64_t)k * n_eligible / n + o->pair_offset) % n_eligible) * need,
+               sizeof *out * need);
     free(eligible);
     free(text);
     return n;
@@ -317,6 +323,7 @@ int main(int argc, char **argv) {
     cJSON_AddStringToObject(out, "text", o.text);
     cJSON_AddNumberToObject(out, "pairs", n_pairs);
     cJSON_AddNumberToObject(out, "long_stories", n_long);
+    cJSON_AddNumberToObject(out, "pair_offset", o.pair_offset);
     cJSON_AddNumberToObject(out, "prompt_tokens", P);
     cJSON_AddNumberToObject(out, "continuation_tokens", C);
     cJSON_AddNumberToObject(out, "seeds", o.seeds);

@@ -17,7 +17,8 @@ full = next((r["surprisal_ppl"] for r in rows if r["keep_ratio"] >= 0.999), None
 
 print(f"SLM `{os.path.basename(res['slm'])}` compresses, LLM `{os.path.basename(res['llm'])}` scores; "
       f"{n} pairs (the first {res['prompt_tokens']} tokens of a story, its next {res['continuation_tokens']}) "
-      f"from {os.path.basename(res['text'])}; first {res['keep_head']} and last {res['keep_tail']} prompt tokens "
+      f"from {os.path.basename(res['text'])} (pair offset {res.get('pair_offset', 0)} of its {res['long_stories']} "
+      f"stories that long); first {res['keep_head']} and last {res['keep_tail']} prompt tokens "
       f"always kept by compression and random; random: median of {res['seeds']} seeds; {res['seconds']:.0f} s "
       f"({res['threads']} thread(s)).")
 print()
