@@ -432,6 +432,11 @@ Test(redact, invalid_utf8_and_bad_names_files_are_clear_errors) {
         cr_assert_null(out);
         cr_assert(strstr(err.msg, "UTF-8") && strstr(err.msg, "offset"), "%s", err.msg);
     }
+    char *out = NULL;
+    duet_err nul_err = {0};
+    cr_assert_eq(duet_redact(r, "a\0b@example.com", 15, &out, &nul_err), DUET_EFORMAT);
+    cr_assert(strstr(nul_err.msg, "NUL byte at offset 1"), "%s", nul_err.msg);
+    cr_assert_null(out);
     char *ok = redact(r, "été 日本 \xF0\x9F\x98\x80 bob@example.com", NULL);
     cr_assert_str_eq(ok, "été 日本 \xF0\x9F\x98\x80 <EMAIL_1>");
     free(ok);

@@ -24,9 +24,11 @@
  * shaped literal already in the input (`<EMAIL_1>` typed by the user) is
  * itself redacted, so restore(redact(x)) == x for every valid UTF-8 x.
  *
- * The redactor's input must be valid UTF-8 (DUET_EFORMAT otherwise, naming
- * the byte offset). restore works byte-wise and takes any bytes: an answer
- * is the model's, and refusing it for a stray byte would lose it. */
+ * The redactor's input must be valid UTF-8 without NUL bytes (DUET_EFORMAT
+ * otherwise, naming the byte offset). restore works byte-wise and takes any
+ * bytes: an answer is the model's, and refusing it for a stray byte would
+ * lose it (an answer holding NUL bytes: use the stream, which returns
+ * lengths). */
 #ifndef DUET_REDACT_H
 #define DUET_REDACT_H
 

@@ -148,6 +148,9 @@ int duet_redact(duet_redactor *r, const char *text, size_t len, char **out, duet
     if (bad != len)
         return duet_err_set(err, DUET_EFORMAT, "redact: the text is not valid UTF-8 (byte 0x%02x at offset %zu)",
                             (unsigned char)text[bad], bad);
+    const char *nul = memchr(text, 0, len);
+    if (nul) /* the result is a C string: a NUL inside would cut it short */
+        return duet_err_set(err, DUET_EFORMAT, "redact: the text holds a NUL byte at offset %zu", (size_t)(nul - text));
     pii_buf b = {0};
     pii_buf_put(&b, "", 0);
     int replaced = 0;
