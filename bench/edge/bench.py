@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--delays", default="5,20,50")
     ap.add_argument("--prompts", type=int, default=3)
     ap.add_argument("-n", type=int, default=48)
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each prompt and way (medians over all)")
     ap.add_argument("--threshold", default="-0.45", help="cascade: escalate below this mean log-probability")
     ap.add_argument("-t", "--threads", type=int, default=1)
     ap.add_argument("--budget-s", type=float, default=480, help="stop starting cells after this long")
@@ -134,7 +135,7 @@ def main():
     t_start = time.time()
     common = ["--temp", "0", "-n", str(a.n), "--ignore-eos", "--json", "-t", str(a.threads)]
     out = {"config": {"llm": os.path.basename(a.llm), "slm": os.path.basename(a.slm), "n": a.n, "prompts": prompts,
-                      "rtts_ms": rtts, "delays_ms": delays, "threads": a.threads, "cascade_threshold": a.threshold},
+                      "rtts_ms": rtts, "delays_ms": delays, "threads": a.threads, "repeats": a.repeats, "cascade_threshold": a.threshold},
            "local": [], "cells": [], "complete": True}
     for p in prompts:
         out["local"].append(record(run_cli(a.duet, ["-m", a.slm, "-p", p] + common, 60)))
@@ -156,14 +157,19 @@ def main():
                 proxy, url = start_proxy(here, direct, rtt)
                 cell = {"rtt_ms": rtt, "delay_ms": delay, "runs": {m: [] for m in modes}}
                 try:
-                    for m, args in modes.items():
+                    # the ways interleaved, prompt by prompt, so a change of load on the
+                    # machine falls on all of them alike
+                    for rep in range(a.repeats):
                         for p in prompts:
-                            before = metric(direct, "duet_forward_passes_total")
-                            o = run_cli(a.duet, args(url) + ["-p", p] + common, 120)
-                            # the server counts a pass when it ends; wait for a stream's last one
-                            time.sleep(0.05 + delay / 1000)
-                            passes = metric(direct, "duet_forward_passes_total") - before
-                            cell["runs"][m].append(record(o, passes))
+                            for m, args in modes.items():
+                                before = metric(direct, "duet_forward_passes_total")
+                                o = run_cli(a.duet, args(url) + ["-p", p] + common, 120)
+                                # the server counts a pass when it ends; wait for a stream's last one
+                                time.sleep(0.05 + delay / 1000)
+                                passes = metric(direct, "duet_forward_passes_total") - before
+                                r = record(o, passes)
+                                r["prompt"], r["repeat"] = prompts.index(p), rep
+                                cell["runs"][m].append(r)
                 finally:
                     stop(proxy)
                 out["cells"].append(cell)

@@ -15,6 +15,7 @@ usage: delay_proxy.py --listen PORT --target HOST:PORT --rtt-ms MS [--port-file 
 """
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -89,7 +90,6 @@ async def main():
     if a.port_file:
         with open(a.port_file + ".tmp", "w") as f:
             f.write(f"{bound}\n")
-        import os
         os.replace(a.port_file + ".tmp", a.port_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,6 +97,10 @@ async def main():
         loop.add_signal_handler(sig, stop.set)
     async with srv:
         await stop.wait()
+    # connections still open are cut here: nothing of theirs is worth a
+    # traceback at shutdown
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

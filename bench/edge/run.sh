@@ -10,7 +10,7 @@
 # first token, the server's forward passes per generated token, the policy's
 # predicted speedup beside the measured one, and whether the outputs agree.
 #
-# usage: bench/edge/run.sh [--prompts 3] [-n 48] [--rtts 0,20,80] [--delays 5,20,50] [--budget-s 480]
+# usage: bench/edge/run.sh [--prompts 3] [-n 48] [--repeats 2] [--rtts 0,20,80] [--delays 5,20,50] [--budget-s 480]
 #                          [--json] [--out DIR]
 # BIN=path/to/duet (default build/duet). Writes DIR/results.json, DIR/summary.json,
 # DIR/table.md and DIR/edge.png (default DIR: build/bench-edge).
@@ -20,10 +20,10 @@ bin=${BIN:-$here/build/duet}
 out=$here/build/bench-edge json=0 extra=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --prompts|-n|--rtts|--delays|--budget-s|--threshold) extra+=("$1" "$2"); shift ;;
+    --prompts|-n|--rtts|--delays|--budget-s|--threshold|--repeats) extra+=("$1" "$2"); shift ;;
     --out) out=$2; shift ;;
     --json) json=1 ;;
-    *) echo "usage: $0 [--prompts N] [-n N] [--rtts 0,20,80] [--delays 5,20,50] [--budget-s S] [--threshold T] [--out DIR] [--json]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--prompts N] [-n N] [--repeats R] [--rtts 0,20,80] [--delays 5,20,50] [--budget-s S] [--threshold T] [--out DIR] [--json]" >&2; exit 2 ;;
   esac
   shift
 done

@@ -23,6 +23,9 @@
 
 enum { PH_WATCH, PH_REMOTE, PH_SPEC };
 
+/* Speculative rounds after the switch before its measured rate is trusted */
+#define CHECK_ROUNDS 2
+
 typedef struct {
     duet_strategy base;
     duet_strategy *stream, *spec; /* the legs (borrowed) */
@@ -41,6 +44,7 @@ typedef struct {
     int agree, compared;
     double draft_s, block_s;      /* seconds of the draft's blocks, of this step's block */
     int draft_tok;
+    double t_switch;              /* when drafting took over */
     duet_remote_auto_report rep;
 } auto_strategy;
 
@@ -59,6 +63,29 @@ static duet_request leg_request(auto_strategy *a) {
 }
 
 static duet_strategy *in_charge(auto_strategy *a) { return a->phase == PH_SPEC ? a->spec : a->stream; }
+
+/* After CHECK_ROUNDS rounds of drafting, the rate it really gets (from the
+ * switch, the catch-up call included) against the stream's measured one:
+ * a prediction that was wrong (a verification costing more than a pass:
+ * a busy server, a long block) goes back to the stream, once. */
+static int check_spec(auto_strategy *a, duet_err *err) {
+    duet_stats st;
+    duet_strategy_stats(a->spec, &st);
+    if (a->rep.switched_back || st.rounds < CHECK_ROUNDS) return 0;
+    const double dt = collab_now() - a->t_switch;
+    const int made = a->r.st.n_generated - a->rep.switched_at;
+    a->rep.measured_spec_tok_s = dt > 0 ? made / dt : 0;
+    if (a->rep.measured_spec_tok_s >= a->rep.out.remote_tok_s) {
+        a->rep.switched_back = -1; /* checked: drafting stays */
+        return 0;
+    }
+    a->rep.switched_back = a->r.st.n_generated;
+    a->phase = PH_REMOTE;
+    const duet_request q = leg_request(a);
+    int rc = duet_strategy_reset(a->stream, &q, err);
+    if (rc >= 0 && a->stream->finish != DUET_FINISH_NONE) collab_finish(&a->base, &a->r, a->stream->finish);
+    return rc;
+}
 
 static int ar_reset(duet_strategy *s, const duet_request *q, duet_err *err) {
     auto_strategy *a = (auto_strategy *)s;
@@ -169,6 +196,7 @@ static int decide(auto_strategy *a, duet_err *err) {
     if (rc < 0) return rc;
     seed(a->adapt, &in);
     a->phase = PH_SPEC;
+    a->t_switch = collab_now();
     const duet_request q = leg_request(a);
     if ((rc = duet_strategy_reset(a->spec, &q, err)) < 0) return rc;
     if (a->spec->finish != DUET_FINISH_NONE) collab_finish(&a->base, &a->r, a->spec->finish);
@@ -192,6 +220,7 @@ static int ar_accept(duet_strategy *s, duet_err *err) {
         (a->compared >= a->par.probe_tokens - 1 || a->r.n_hist >= duet_lm_n_ctx(a->draft) ||
          a->r.st.n_generated >= 2 * a->par.probe_tokens))
         if ((rc = decide(a, err)) < 0) return collab_fail(s, &a->r, rc, err);
+    if (a->phase == PH_SPEC && !a->rep.switched_back && (rc = check_spec(a, err)) < 0) return collab_fail(s, &a->r, rc, err);
     return 0;
 }
 
@@ -200,7 +229,7 @@ static void ar_stats(const duet_strategy *s, duet_stats *out) {
     duet_stats w, p;
     duet_strategy_stats(a->stream, &w);
     memset(&p, 0, sizeof p);
-    if (a->phase == PH_SPEC) duet_strategy_stats(a->spec, &p);
+    if (a->phase == PH_SPEC || a->rep.switched_back > 0) duet_strategy_stats(a->spec, &p);
     *out = p;
     out->target_evals = p.target_evals + w.target_evals;
     out->target_tokens = p.target_tokens + w.target_tokens;
