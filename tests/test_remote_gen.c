@@ -753,7 +753,18 @@ typedef struct {
     int32_t ids[256];
     char by[256][8];
     int n, degraded, status;
+    body b;
+    int llm_seen; /* tokens by the remote received so far (atomic: the main thread watches it) */
 } edge_stream;
+
+static size_t grab_stream(char *p, size_t s, size_t n, void *u) {
+    edge_stream *e = u;
+    const size_t k = grab(p, s, n, &e->b);
+    int seen = 0;
+    for (const char *at = e->b.buf; at && (at = strstr(at, "\"by\":\"llm\"")); at++) seen++;
+    __atomic_store_n(&e->llm_seen, seen, __ATOMIC_RELEASE);
+    return k;
+}
 
 static void *stream_request(void *arg) {
     edge_stream *e = arg;
@@ -764,13 +775,12 @@ static void *stream_request(void *arg) {
     for (int i = 0; i < N_PROMPT; i++) o += snprintf(req + o, sizeof req - o, "%s%d", i ? "," : "", PROMPT[i]);
     snprintf(req + o, sizeof req - o, "]}");
     CURL *c = curl_easy_init();
-    body b = {0};
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab_stream);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, e);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
     long code = 0;
     if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -778,6 +788,7 @@ static void *stream_request(void *arg) {
     curl_easy_cleanup(c);
     curl_slist_free_all(h);
     e->degraded = -1;
+    body b = e->b;
     for (char *line = b.buf ? strtok(b.buf, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         if (strncmp(line, "data: {", 7)) continue;
         cJSON *j = cJSON_Parse(line + 6);
@@ -837,7 +848,11 @@ Test(remote_gen, the_remote_killed_mid_stream_leaves_every_server_request_whole_
         e[i].base = edge.base, e[i].max_tokens = N_NEW;
         pthread_create(&th[i], NULL, stream_request, &e[i]);
     }
-    usleep(600 * 1000); /* the streams are under way */
+    /* kill the remote once both streams have tokens from it (at most 60 s) */
+    const double t0 = su_now();
+    while (su_now() - t0 < 60 && (__atomic_load_n(&e[0].llm_seen, __ATOMIC_ACQUIRE) < 3 ||
+                                  __atomic_load_n(&e[1].llm_seen, __ATOMIC_ACQUIRE) < 3))
+        usleep(5 * 1000);
     su_kill(&cloud);
     for (int i = 0; i < N_REQ; i++) pthread_join(th[i], NULL);
     duet_model *sm = tu_load_path(SU_DRAFT);

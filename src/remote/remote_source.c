@@ -73,9 +73,11 @@ static int rs_poll(duet_token_source *src, double wait_s, int32_t *out, int cap,
         if (rc == 0 && s->q_len == 0 && wait_s > 0) rc = duet_remote_stream_pump(s->stream, 0, err);
     }
     const int n = s->q_len < cap ? s->q_len : cap;
-    memcpy(out, s->q, sizeof *out * (size_t)n);
-    memmove(s->q, s->q + n, sizeof *s->q * (size_t)(s->q_len - n));
-    s->q_len -= n;
+    if (n > 0) { /* (q is NULL until the first token) */
+        memcpy(out, s->q, sizeof *out * (size_t)n);
+        memmove(s->q, s->q + n, sizeof *s->q * (size_t)(s->q_len - n));
+        s->q_len -= n;
+    }
     if (s->bad_text && s->q_len == 0 && n == 0)
         return duet_err_set(err, DUET_EUNSUPPORTED, "remote: %s streams text this device cannot turn into token ids",
                             s->r->url);
