@@ -120,6 +120,7 @@ static void start_llama(char *base, size_t cap) {
         if (waitpid(llama_pid, &status, WNOHANG) == llama_pid) {
             llama_pid = 0;
             char *log = tu_slurp(llama_log, NULL);
+            unlink(llama_log), llama_log[0] = 0;
             if (WIFSIGNALED(status) && WTERMSIG(status) == SIGILL)
                 SKIP("SKIP: llama-server died with SIGILL (illegal instruction) loading %s: its reference "
                              "build needs AVX-512, which this CPU lacks", LLM);
