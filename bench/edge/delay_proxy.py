@@ -95,10 +95,9 @@ async def main():
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with srv:
-        await stop.wait()
-    # connections still open are cut here: nothing of theirs is worth a
-    # traceback at shutdown
+    await stop.wait()
+    # connections still open are cut here: closing them one by one would
+    # only print the cancelled tasks' tracebacks
     sys.stdout.flush()
     os._exit(0)
 

@@ -56,7 +56,9 @@ DUET_API const char *duet_remote_mode_name(duet_remote_mode m); /* "spec", "remo
  * where it is the faster way), measures its first probe_tokens tokens -- the
  * time to the first (a round trip and a pass), the gaps (the LLM's pass),
  * the draft's agreement with them on the device -- then decides with
- * duet_remote_policy_decide: it keeps the stream, or stops it and lets the
+ * duet_remote_policy_decide (and whether drafting would win back its
+ * catch-up call, a round trip and a verification, on the tokens left): it
+ * keeps the stream, or stops it and lets the
  * speculative leg carry on from the text so far, its adaptive estimates
  * (adapt: the ones the leg was made with, may be NULL) seeded with a round
  * trip plus a pass per verification. After 2 rounds of drafting it checks

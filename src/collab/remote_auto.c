@@ -44,13 +44,15 @@ typedef struct {
     int agree, compared;
     double draft_s, block_s;      /* seconds of the draft's blocks, of this step's block */
     int draft_tok;
-    double t_switch;              /* when drafting took over */
+    double t_spec0;               /* when drafting's first token (the catch-up call's) came; 0: not yet */
+    int n_spec0;                  /* generated tokens then */
     duet_remote_auto_report rep;
 } auto_strategy;
 
 static int pass_token(void *user, const duet_token_out *t) {
     auto_strategy *a = user;
     const int i = a->r.st.n_generated;
+    if (a->phase == PH_SPEC && a->t_spec0 == 0) a->t_spec0 = collab_now(), a->n_spec0 = i + 1;
     if (a->phase == PH_WATCH && i < DUET_REMOTE_AUTO_MAX_PROBE) a->t_arrive[i] = collab_now();
     collab_req_emit(&a->r, t->id, t->origin, t->tier, t->logits, t->n_vocab);
     return a->r.consumer_stopped;
@@ -64,18 +66,23 @@ static duet_request leg_request(auto_strategy *a) {
 
 static duet_strategy *in_charge(auto_strategy *a) { return a->phase == PH_SPEC ? a->spec : a->stream; }
 
-/* After CHECK_ROUNDS rounds of drafting, the rate it really gets (from the
- * switch, the catch-up call included) against the stream's measured one:
- * a prediction that was wrong (a verification costing more than a pass:
- * a busy server, a long block) goes back to the stream, once. */
+/* After CHECK_ROUNDS rounds of drafting, the rate it really gets (after the
+ * one-time catch-up call) against the stream's measured one: a prediction
+ * that was wrong (a verification costing more than a pass: a busy server, a
+ * long block) goes back to the stream, once -- where the tokens left win
+ * back more than the new stream's first token costs (a round trip and a
+ * pass). */
 static int check_spec(auto_strategy *a, duet_err *err) {
     duet_stats st;
     duet_strategy_stats(a->spec, &st);
     if (a->rep.switched_back || st.rounds < CHECK_ROUNDS) return 0;
-    const double dt = collab_now() - a->t_switch;
-    const int made = a->r.st.n_generated - a->rep.switched_at;
-    a->rep.measured_spec_tok_s = dt > 0 ? made / dt : 0;
-    if (a->rep.measured_spec_tok_s >= a->rep.out.remote_tok_s) {
+    const double dt = collab_now() - a->t_spec0;
+    const int made = a->r.st.n_generated - a->n_spec0;
+    if (a->t_spec0 == 0 || made < 1 || dt <= 0) return 0;
+    const double rate = a->rep.measured_spec_tok_s = made / dt;
+    const int left = a->r.max_new - a->r.st.n_generated;
+    const double restart = a->rep.in.rtt_s + a->rep.in.t_pass_s;
+    if (rate >= a->rep.out.remote_tok_s || left * (1 / rate - 1 / a->rep.out.remote_tok_s) <= restart) {
         a->rep.switched_back = -1; /* checked: drafting stays */
         return 0;
     }
@@ -184,6 +191,12 @@ static int decide(auto_strategy *a, duet_err *err) {
         a->phase = PH_REMOTE;
         return 0;
     }
+    /* drafting must also win back its catch-up call (a round trip and a
+     * verification over the text so far) on the tokens left */
+    const int left = a->r.max_new - a->r.st.n_generated;
+    if (out.mode == DUET_REMOTE_MODE_SPEC &&
+        left * (1 / out.remote_tok_s - 1 / out.spec_tok_s) <= in.rtt_s + in.t_verify_s)
+        out.mode = DUET_REMOTE_MODE_REMOTE;
     a->rep.decided = 1, a->rep.in = in, a->rep.out = out, a->rep.mode = out.mode;
     a->rep.switched_at = a->r.st.n_generated;
     if (out.mode == DUET_REMOTE_MODE_REMOTE) {
@@ -196,7 +209,7 @@ static int decide(auto_strategy *a, duet_err *err) {
     if (rc < 0) return rc;
     seed(a->adapt, &in);
     a->phase = PH_SPEC;
-    a->t_switch = collab_now();
+    a->t_spec0 = 0;
     const duet_request q = leg_request(a);
     if ((rc = duet_strategy_reset(a->spec, &q, err)) < 0) return rc;
     if (a->spec->finish != DUET_FINISH_NONE) collab_finish(&a->base, &a->r, a->spec->finish);
