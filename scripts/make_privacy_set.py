@@ -14,7 +14,9 @@ numbers, version strings, impossible IPv4 octets, URLs without credentials,
 a listed name inside a longer word.
 
 Card numbers are made valid with the Luhn check digit and IBANs with the
-ISO 13616 mod-97 check digits, computed here from their definitions.
+ISO 13616 mod-97 check digits, computed here from their definitions; a
+quarter of the IBANs are written in lower case (the decoys stay upper
+case: a lower-case token that fails its checksum is ordinary text).
 Stdlib only, fixed seed: the output is the same on every run.
 
     python3 scripts/make_privacy_set.py [--out tests/data/privacy] [--n 240]
@@ -144,7 +146,8 @@ def format_iban(rng, s):
 
 
 def iban(rng):
-    return format_iban(rng, iban_plain(rng))
+    s = format_iban(rng, iban_plain(rng))
+    return s.lower() if rng.random() < 0.25 else s  # typed in lower case, as the rest of the prompt
 
 
 def bad_iban(rng):

@@ -393,6 +393,10 @@ Test(redact, kinds_formats_and_boundaries) {
         {"see https://example.com/x@y and ftp://u:p@h.org/f.", "see https://example.com/x@y and <URL_1>."},
         {"a literal <CARD_1> stays itself", "a literal <CARD_1> stays itself"},
         {"josé@example.com café", "<EMAIL_1> café"}, /* UTF-8 in the local part (RFC 6531) */
+        /* lower case IBANs: a registered country, at most 4 BBAN letters; a failure leaves the words looked at */
+        {"pay de89 3704 0044 0532 0130 00 or gb82west12345698765432 now", "pay <IBAN_1> or <IBAN_2> now"},
+        {"pay de89 3704 0044 0532 0130 01 or qq82west12345698765432", "pay de89 3704 0044 0532 0130 01 or qq82west12345698765432"},
+        {"at12 this time when lily came", "at12 this time when <NAME_4> came"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *red = redact(r, cases[i].text, NULL);

@@ -103,41 +103,56 @@ static size_t iban_length(const char *cc) {
     return 0;
 }
 
-/* IBANs: two upper-case letters, two check digits, then the BBAN in upper
- * case, contiguous or in groups of four separated by single spaces (the
- * last group 1-4). A registered country's IBAN has its registered length
- * (a longer token may be followed by another number in groups); any other
- * is the whole token, 15-34 characters. Then mod 97 decides. */
+/* IBANs: two letters, two check digits, then the BBAN, contiguous or in
+ * groups of four separated by single spaces (the last group 1-4). A
+ * registered country's IBAN has its registered length (a longer token may
+ * be followed by another number in groups); any other is the whole token,
+ * 15-34 characters. Then mod 97 decides (letters read as upper case).
+ * Written in upper case, an IBAN-shaped token that fails is kept whole
+ * (*shape_only). Lower or mixed case is ordinary text too ("at12 this time
+ * when they" has the shape), so there the country must be registered, the
+ * BBAN hold at most 4 letters (a bank code), and a failure is no IBAN at
+ * all: the words in it are still looked at (a listed name among them). */
 size_t pii_iban(const char *t, size_t n, size_t pos, int *shape_only) {
     *shape_only = 0;
     if (pos > 0 && pii_is_word(pii_at(t, n, pos - 1))) return 0;
-    if (!pii_is_upper(pii_at(t, n, pos)) || !pii_is_upper(pii_at(t, n, pos + 1)) ||
+    if (!pii_is_alpha(pii_at(t, n, pos)) || !pii_is_alpha(pii_at(t, n, pos + 1)) ||
         !pii_is_digit(pii_at(t, n, pos + 2)) || !pii_is_digit(pii_at(t, n, pos + 3)))
         return 0;
-    const size_t want = iban_length(t + pos);
-    char s[40];
-    size_t ns = 0, i = pos;
-#define UPALNUM(c) (pii_is_upper(c) || pii_is_digit(c))
-    if (UPALNUM(pii_at(t, n, pos + 4))) { /* contiguous */
-        while (UPALNUM(pii_at(t, n, i)) && ns < 35) s[ns++] = t[i++];
+    const char cc[2] = {(char)(t[pos] & ~32), (char)(t[pos + 1] & ~32)};
+    const size_t want = iban_length(cc);
+    char s[40]; /* (ns) the IBAN's characters, upper case */
+    size_t ns = 0, i = pos, end;
+    int lower = 0, bban_letters = 0;
+    /* one more character of the IBAN, upper-cased, counted */
+#define TAKE(ch)                                                                                                   \
+    do {                                                                                                           \
+        const int c_ = (unsigned char)(ch);                                                                        \
+        lower |= c_ >= 'a';                                                                                        \
+        bban_letters += ns >= 4 && pii_is_alpha(c_);                                                               \
+        s[ns++] = (char)(c_ >= 'a' ? c_ - 32 : c_);                                                                \
+    } while (0)
+    if (pii_is_alnum(pii_at(t, n, pos + 4))) { /* contiguous */
+        for (; pii_is_alnum(pii_at(t, n, i)) && ns < 35; i++) TAKE(t[i]);
         if (ns < 15 || ns > 34 || pii_is_word(pii_at(t, n, i))) return 0;
-        *shape_only = !pii_iban_ok(s, ns) || (want && ns != want);
-        return i - pos;
+        end = i;
+    } else { /* grouped: "DE89 3704 0044 0532 0130 00" */
+        for (; i < pos + 4; i++) TAKE(t[i]);
+        end = i;
+        while (pii_at(t, n, i) == ' ' && pii_is_alnum(pii_at(t, n, i + 1)) && ns < 34 && (!want || ns < want)) {
+            size_t j = i + 1, g = 0;
+            while (pii_is_alnum(pii_at(t, n, j)) && g < 5) j++, g++;
+            if (g > 4 || ns + g > 34 || pii_is_word(pii_at(t, n, j))) break; /* not a group: the IBAN ended before it */
+            for (size_t k = i + 1; k < j; k++) TAKE(t[k]);
+            i = end = j;
+            if (g < 4) break; /* a short group is the last */
+        }
+        if (ns < 15) return 0;
     }
-    /* grouped: "DE89 3704 0044 0532 0130 00" */
-    size_t end = 0;
-    memcpy(s, t + pos, 4), ns = 4, i = pos + 4;
-    while (pii_at(t, n, i) == ' ' && UPALNUM(pii_at(t, n, i + 1)) && ns < 34 && (!want || ns < want)) {
-        size_t j = i + 1, g = 0;
-        while (UPALNUM(pii_at(t, n, j)) && g < 5) j++, g++;
-        if (g > 4 || ns + g > 34 || pii_is_word(pii_at(t, n, j))) break; /* not a group: the IBAN ended before it */
-        memcpy(s + ns, t + i + 1, g), ns += g;
-        i = end = j;
-        if (g < 4) break; /* a short group is the last */
-    }
-#undef UPALNUM
-    if (ns < 15) return 0;
-    *shape_only = !pii_iban_ok(s, ns) || (want && ns != want);
+#undef TAKE
+    const int valid = pii_iban_ok(s, ns) && (!want || ns == want);
+    if (lower) return valid && want && bban_letters <= 4 ? end - pos : 0;
+    *shape_only = !valid;
     return end - pos;
 }
 
