@@ -35,18 +35,17 @@ int pipeline_cli_check(const char *cmd, pipeline_cli *p, int token_prompt) {
     return 0;
 }
 
-/* Whether bytes [a, b) of text overlap a placeholder the redactor made. */
-static int overlaps_placeholder(const pipeline_cli *p, const char *text, size_t a, size_t b) {
-    for (int i = 0; p->redactor && i < duet_redact_count(p->redactor); i++) {
+/* in_placeholder[i] = 1 where byte i of text (len) belongs to a placeholder
+ * the redactor made: one pass per placeholder, not one per token. */
+static char *placeholder_bytes(const pipeline_cli *p, const char *text, size_t len) {
+    char *mark = calloc(len + 1, 1);
+    for (int i = 0; mark && p->redactor && i < duet_redact_count(p->redactor); i++) {
         const char *ph;
         duet_redact_entry(p->redactor, i, NULL, NULL, &ph);
         const size_t pl = strlen(ph);
-        for (const char *at = strstr(text, ph); at; at = strstr(at + 1, ph)) {
-            const size_t o = (size_t)(at - text);
-            if (o < b && a < o + pl) return 1;
-        }
+        for (const char *at = strstr(text, ph); at; at = strstr(at + pl, ph)) memset(mark + (at - text), 1, pl);
     }
-    return 0;
+    return mark;
 }
 
 /* compress on the (redacted) text: the local model scores every token
@@ -69,8 +68,9 @@ static int compress_text(pipeline_cli *p, duet_model *m, const duet_vocab *v, co
     cp.keep_ratio = p->compress_ratio;
     if (rc == 0) rc = duet_lm_local_new(&lm, m, 0, "compress", err);
     if (rc == 0) rc = duet_compress_tokens(lm, ids, n, &cp, &res, err);
+    char *in_ph = NULL; /* (len) 1 on a placeholder's bytes */
     if (rc == 0 && (!(score = malloc(sizeof *score * (size_t)n)) || !(index = malloc(sizeof *index * (size_t)n)) ||
-                    !(kept = malloc(sizeof *kept * (size_t)n))))
+                    !(kept = malloc(sizeof *kept * (size_t)n)) || !(in_ph = placeholder_bytes(p, text, len))))
         rc = duet_err_set(err, DUET_ENOMEM, "out of memory");
     int protected_tokens = 0;
     size_t off = 0;
@@ -79,7 +79,9 @@ static int compress_text(pipeline_cli *p, duet_model *m, const duet_vocab *v, co
         const int pl = duet_token_to_piece(v, ids[i], piece, sizeof piece, 0);
         if (pl < 0) rc = duet_err_set(err, pl, "compress: token %d has no text", ids[i]);
         score[i] = res.surprisal[i];
-        if (pl > 0 && overlaps_placeholder(p, text, off, off + (size_t)pl)) score[i] = INFINITY, protected_tokens++;
+        int on_placeholder = 0;
+        for (size_t b = off; pl > 0 && b < off + (size_t)pl && b < len; b++) on_placeholder |= in_ph[b];
+        if (on_placeholder) score[i] = INFINITY, protected_tokens++;
         off += pl > 0 ? (size_t)pl : 0;
     }
     if (rc == 0 && off != len) /* the tokens do not spell the text (an SPM space): keep the prompt whole */
@@ -102,7 +104,7 @@ static int compress_text(pipeline_cli *p, duet_model *m, const duet_vocab *v, co
     }
     duet_compress_result_free(&res);
     duet_lm_free(lm);
-    free(ids), free(kept), free(index), free(score);
+    free(ids), free(kept), free(index), free(score), free(in_ph);
     if (rc < 0) {
         free(buf);
         return rc;
