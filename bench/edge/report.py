@@ -77,7 +77,7 @@ def main():
     with open(os.path.join(out_dir, "edge.gp"), "w") as f:
         f.write(f"""set terminal pngcairo size 1100,460 font ",10"
 set output "{png}"
-set multiplot layout 1,2 title "duet bench/edge: {res['config']['llm']} served (pass made >= delay), {res['config']['slm']} on the device, {res['config']['n']} tokens, medians of {len(res['config']['prompts'])} prompts"
+set multiplot layout 1,2 title "duet bench/edge: {res['config']['llm']} served (pass made >= delay), {res['config']['slm']} on the device, {res['config']['n']} tokens, medians of {len(res['config']['prompts'])} prompts x {res['config'].get('repeats', 1)} runs"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -100,7 +100,8 @@ unset multiplot
         return
     cfg = res["config"]
     print(f"bench/edge: {cfg['llm']} served on loopback through the delaying proxy, {cfg['slm']} on the device, "
-          f"{cfg['n']} tokens x {len(cfg['prompts'])} prompts, greedy; medians (passes: total / total tokens)\n")
+          f"{cfg['n']} tokens x {len(cfg['prompts'])} prompts x {cfg.get('repeats', 1)} runs, greedy; medians "
+          f"(passes: total / total tokens)\n")
     print(f"local SLM alone: {local['tok_s']:.0f} tok/s, first token {local['ttft_ms']:.1f} ms\n")
     print("| RTT ms | pass ms | remote tok/s | auto tok/s | spec tok/s | cascade tok/s | TTFT ms remote/auto/spec/cascade "
           "| passes/token remote/auto/spec/cascade | auto chose | predicted spec x | measured spec x | auto x | identical |")

@@ -61,7 +61,7 @@ DUET_API const char *duet_remote_mode_name(duet_remote_mode m); /* "spec", "remo
  * keeps the stream, or stops it and lets the
  * speculative leg carry on from the text so far, its adaptive estimates
  * (adapt: the ones the leg was made with, may be NULL) seeded with a round
- * trip plus a pass per verification. After 2 rounds of drafting it checks
+ * trip plus a pass per verification. After 4 rounds of drafting it checks
  * the rate drafting really gets against the stream's and, if the prediction
  * was wrong, goes back to the stream once. Legs and draft are borrowed; the draft
  * is the speculative leg's own (it is not used by both at once). */
@@ -77,7 +77,7 @@ typedef struct duet_remote_auto_report {
     int decided;           /* the measurement was complete (else: the stream ran to the end) */
     int switched_at;       /* generated tokens when it decided */
     duet_remote_mode mode; /* what ran after the decision */
-    int switched_back;     /* drafting measured slower than the stream after 2 rounds: the generated
+    int switched_back;     /* drafting measured slower than the stream after 4 rounds: the generated
                               tokens when it went back to the stream; -1: checked, drafting stayed; 0: not checked */
     double measured_spec_tok_s; /* drafting's measured rate at that check */
     duet_remote_policy_in in;

@@ -23,8 +23,9 @@
 
 enum { PH_WATCH, PH_REMOTE, PH_SPEC };
 
-/* Speculative rounds after the switch before its measured rate is trusted */
-#define CHECK_ROUNDS 2
+/* Speculative rounds after the switch before its measured rate is trusted: 2
+ * proved too few (the first rounds of a text can be its worst) */
+#define CHECK_ROUNDS 4
 
 typedef struct {
     duet_strategy base;

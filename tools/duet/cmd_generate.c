@@ -75,13 +75,13 @@ static void sink_answer(sink *k, const char *s, size_t n) {
     if (n) sink_text(k, s, n);
 }
 
-/* Every emitted token: kept for --json; printed unless it ends the text. */
 static double mono_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Every emitted token: kept for --json; printed unless it ends the text. */
 static int on_token(void *user, const duet_token_out *t) {
     sink *k = user;
     if (k->n_out == 0) k->t_first = mono_s(); /* what the user waits for, whatever the strategy */

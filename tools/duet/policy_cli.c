@@ -54,7 +54,7 @@ void policy_cli_json(cJSON *stats, const policy_cli *p) {
     cJSON_AddNumberToObject(o, "predicted_spec_tok_s", rep.out.spec_tok_s);
     cJSON_AddNumberToObject(o, "predicted_remote_tok_s", rep.out.remote_tok_s);
     cJSON_AddNumberToObject(o, "predicted_speedup", rep.out.speedup);
-    if (rep.switched_back) { /* drafting ran: its rate measured after 2 rounds */
+    if (rep.switched_back) { /* drafting ran: its rate measured after 4 rounds */
         cJSON_AddNumberToObject(o, "measured_spec_tok_s", rep.measured_spec_tok_s);
         cJSON_AddNumberToObject(o, "switched_back_at", rep.switched_back > 0 ? rep.switched_back : -1);
     }
@@ -69,7 +69,7 @@ void policy_cli_print(const policy_cli *p) {
             rep.switched_at, rep.in.rtt_s * 1e3, rep.in.t_pass_s * 1e3, rep.in.t_draft_s * 1e3, rep.in.alpha, rep.out.k,
             rep.out.speedup, rep.mode == DUET_REMOTE_MODE_SPEC ? "remote speculative decoding" : "the stream");
     if (rep.switched_back > 0)
-        fprintf(stderr, "[policy] drafting measured %.1f tok/s after 2 rounds, under the stream's %.1f: back to the "
+        fprintf(stderr, "[policy] drafting measured %.1f tok/s after 4 rounds, under the stream's %.1f: back to the "
                         "stream after %d tokens\n", rep.measured_spec_tok_s, rep.out.remote_tok_s, rep.switched_back);
 }
 
