@@ -1,6 +1,7 @@
 /* Starting and stopping `duet serve` for the server tests (test_server.c,
- * test_server_openai.c): the shipped llm with slm-draft, loopback only, port 0
- * (a free port, read back from the "listening on" line), one thread.
+ * test_server_openai.c, test_remote_gen.c, test_server_pipeline.c, ...): the
+ * shipped llm with slm-draft, loopback only, port 0 (a free port, read back
+ * from the "listening on" line), one thread; or a config file's server.
  *
  * The server dies with the test process (PR_SET_PDEATHSIG), and
  * su_kill_all() (a Criterion .fini and an atexit handler) kills whatever is
@@ -125,6 +126,50 @@ static void su_start(su_server *s, const char *extra) {
         cr_assert_fail("duet serve did not report its port within 60 s: %s", log);
     }
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+}
+
+/* Starts `duet serve --config FILE` (its models and port in the file: port 0);
+ * returns the exit status when it ends before listening (its log in *log), else -1.
+ * (inline: not every test starts one.) */
+static inline int su_start_config(su_server *s, const char *config, char **log) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->log, sizeof s->log, "/tmp/duet_test_server_%d_XXXXXX", (int)getpid());
+    int fd = mkstemp(s->log);
+    cr_assert(fd >= 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0), dup2(null, 1), dup2(fd, 2);
+        execl(DUET_BIN, DUET_BIN, "serve", "--config", config, (char *)NULL);
+        _exit(127);
+    }
+    close(fd);
+    s->pid = pid;
+    for (int i = 0; i < SU_MAX; i++)
+        if (!su_live[i]) {
+            su_live[i] = s;
+            break;
+        }
+    const double t0 = su_now();
+    while (su_now() - t0 < 60) {
+        char *t = tu_slurp(s->log, NULL);
+        const char *l = t ? strstr(t, "listening on http://127.0.0.1:") : NULL;
+        if (l) s->port = atoi(l + strlen("listening on http://127.0.0.1:"));
+        free(t);
+        if (s->port > 0) break;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->pid = 0;
+            *log = su_log(s);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        }
+        usleep(20 * 1000);
+    }
+    cr_assert(s->port > 0, "duet serve --config did not listen within 60 s");
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+    return -1;
 }
 
 /* SIGTERM, then the server must exit 0 within 30 s (it drains, frees, and in

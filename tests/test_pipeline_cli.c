@@ -6,19 +6,16 @@
  * compress keeping every placeholder whole while it drops tokens; and an
  * endpoint whose streamed answer quotes placeholders cut across events has
  * them restored in the printed answer, streamed and --json. */
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "duet/tok.h"
+#include "egress_text.h"
+#include "fake_endpoint.h"
 #include "server_util.h"
 #include "testutil.h"
 
@@ -114,39 +111,6 @@ Test(pipeline_cli, invalid_utf8_is_a_clear_error, .timeout = 60) {
     unlink(path), unlink(errf);
 }
 
-/* The text the ids of every egress line with a prompt spell, lines joined
- * by newlines; *n_lines counts them. */
-static char *egress_text(const char *log, const duet_vocab *v, int *n_lines) {
-    char *raw = tu_slurp(log, NULL);
-    cr_assert(raw, "no egress log %s", log);
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap);
-    *n_lines = 0;
-    for (char *line = strtok(raw, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *o = cJSON_Parse(line);
-        cr_assert(o, "egress line is not JSON: %s", line);
-        const cJSON *pr = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "body"), "prompt");
-        if (!cJSON_IsArray(pr)) { /* the probe's requests carry no prompt of the user's */
-            cJSON_Delete(o);
-            continue;
-        }
-        for (int k = 0; k < cJSON_GetArraySize(pr); k++) {
-            char piece[64];
-            const int pl =
-                duet_token_to_piece(v, (int32_t)cJSON_GetArrayItem(pr, k)->valuedouble, piece, sizeof piece, 0);
-            if (pl <= 0) continue;
-            if (len + (size_t)pl + 2 > cap) text = realloc(text, cap *= 2);
-            memcpy(text + len, piece, (size_t)pl), len += (size_t)pl;
-        }
-        text[len++] = '\n';
-        (*n_lines)++;
-        cJSON_Delete(o);
-    }
-    text[len] = 0;
-    free(raw);
-    return text;
-}
-
 static int count_str(const char *hay, const char *needle) {
     int n = 0;
     for (const char *h = strstr(hay, needle); h; h = strstr(h + 1, needle)) n++;
@@ -209,114 +173,14 @@ Test(pipeline_cli, nothing_planted_reaches_the_remote, .timeout = 240) {
     su_stop(&srv);
 }
 
-/* ---- an endpoint that answers with placeholders ----
- * A minimal OpenAI-style server on loopback: a streamed /v1/completions is
- * answered with fixed text pieces (server-sent events) that quote the
- * placeholders and cut them at odd places; scoring is refused as llama.cpp's
- * server refuses it; anything else is 404. What a real LLM does when it
- * repeats a name or an address from its prompt. */
+/* ---- an endpoint that answers with placeholders (fake_endpoint.h) ---- */
 static const char *const answer_pieces[] = {"dear ", "<EM", "AIL_1> and <NA", "ME_1> at <IP", "_1", ">.", " <EMAIL_2> <",
                                             "EMAIL_1>"};
 #define ANSWER_RESTORED "dear bob@example.com and lily at 10.0.0.1. <EMAIL_2> bob@example.com"
 
-typedef struct {
-    int fd, port, stop, streams;
-    pthread_t thread;
-} fake_endpoint;
-
-static void send_all(int c, const char *s, size_t n) {
-    while (n > 0) {
-        const ssize_t w = send(c, s, n, MSG_NOSIGNAL);
-        if (w <= 0) return;
-        s += w, n -= (size_t)w;
-    }
-}
-
-static void answer_one(fake_endpoint *f, int c) {
-    char req[1 << 16];
-    size_t len = 0;
-    const char *body = NULL;
-    long clen = 0;
-    while (len < sizeof req - 1) { /* headers, then Content-Length bytes of body */
-        struct pollfd pf = {.fd = c, .events = POLLIN};
-        if (poll(&pf, 1, 5000) <= 0) return;
-        const ssize_t r = recv(c, req + len, sizeof req - 1 - len, 0);
-        if (r <= 0) return;
-        len += (size_t)r, req[len] = 0;
-        const char *end = strstr(req, "\r\n\r\n");
-        if (!end) continue;
-        const char *cl = strstr(req, "Content-Length:"); /* as libcurl writes it */
-        clen = cl ? strtol(cl + 15, NULL, 10) : 0;
-        body = end + 4;
-        if ((long)(len - (size_t)(body - req)) >= clen) break;
-    }
-    if (!body) return;
-    if (!strncmp(req, "POST /v1/completions", 20) && strstr(body, "\"stream\":true")) {
-        f->streams++;
-        static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-        send_all(c, head, sizeof head - 1);
-        const int n = (int)(sizeof answer_pieces / sizeof *answer_pieces);
-        for (int i = 0; i < n; i++) {
-            cJSON *o = cJSON_CreateObject(), *chs = cJSON_AddArrayToObject(o, "choices"), *ch = cJSON_CreateObject();
-            cJSON_AddNumberToObject(ch, "index", 0);
-            cJSON_AddStringToObject(ch, "text", answer_pieces[i]);
-            if (i == n - 1) cJSON_AddStringToObject(ch, "finish_reason", "stop");
-            else cJSON_AddNullToObject(ch, "finish_reason");
-            cJSON_AddItemToArray(chs, ch);
-            char *js = cJSON_PrintUnformatted(o), ev[1024];
-            const int m = snprintf(ev, sizeof ev, "data: %s\n\n", js);
-            send_all(c, ev, (size_t)m);
-            free(js), cJSON_Delete(o);
-            usleep(2000); /* separate network chunks */
-        }
-        send_all(c, "data: [DONE]\n\n", 14);
-    } else if (!strncmp(req, "POST /v1/completions", 20)) {
-        static const char msg[] = "{\"error\":{\"code\":500,\"message\":\"Only no echo is supported\",\"type\":\"server_error\"}}";
-        char resp[512];
-        const int m = snprintf(resp, sizeof resp,
-                               "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof msg - 1, msg);
-        send_all(c, resp, (size_t)m);
-    } else {
-        static const char nf[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        send_all(c, nf, sizeof nf - 1);
-    }
-}
-
-static void *fake_main(void *arg) {
-    fake_endpoint *f = arg;
-    while (!f->stop) {
-        struct pollfd pf = {.fd = f->fd, .events = POLLIN};
-        if (poll(&pf, 1, 100) <= 0) continue;
-        const int c = accept(f->fd, NULL, NULL);
-        if (c < 0) continue;
-        answer_one(f, c);
-        close(c);
-    }
-    return NULL;
-}
-
-static void fake_start(fake_endpoint *f) {
-    memset(f, 0, sizeof *f);
-    f->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(f->fd, 16), 0);
-    socklen_t al = sizeof a;
-    getsockname(f->fd, (struct sockaddr *)&a, &al);
-    f->port = ntohs(a.sin_port);
-    cr_assert_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
-}
-
-static void fake_stop(fake_endpoint *f) {
-    f->stop = 1;
-    pthread_join(f->thread, NULL);
-    close(f->fd);
-}
-
 Test(pipeline_cli, placeholders_in_a_streamed_answer_are_restored, .timeout = 60) {
     fake_endpoint f;
-    fake_start(&f);
+    fake_start(&f, answer_pieces, (int)(sizeof answer_pieces / sizeof *answer_pieces));
     char args[2048], *out = NULL, log[] = "/tmp/duet_pipe_egress_XXXXXX";
     close(mkstemp(log));
     const char *prompt = "mail bob@example.com, tell lily, from 10.0.0.1";

@@ -565,49 +565,6 @@ Test(remote_gen, duet_generate_streams_the_remote_and_routes_and_cascades_throug
 
 /* ---- duet serve with a remote model in its config ---------------------------------- */
 
-/* Starts `duet serve --config FILE` (its models and port in the file: port 0);
- * returns the exit status when it ends before listening (its log in *log), else -1. */
-static int start_config_server(su_server *s, const char *config, char **log) {
-    memset(s, 0, sizeof *s);
-    snprintf(s->log, sizeof s->log, "/tmp/duet_test_rgen_%d_XXXXXX", (int)getpid());
-    int fd = mkstemp(s->log);
-    cr_assert(fd >= 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0), dup2(null, 1), dup2(fd, 2);
-        execl(DUET_BIN, DUET_BIN, "serve", "--config", config, (char *)NULL);
-        _exit(127);
-    }
-    close(fd);
-    s->pid = pid;
-    for (int i = 0; i < SU_MAX; i++)
-        if (!su_live[i]) {
-            su_live[i] = s;
-            break;
-        }
-    const double t0 = su_now();
-    while (su_now() - t0 < 60) {
-        char *t = tu_slurp(s->log, NULL);
-        const char *l = t ? strstr(t, "listening on http://127.0.0.1:") : NULL;
-        if (l) s->port = atoi(l + strlen("listening on http://127.0.0.1:"));
-        free(t);
-        if (s->port > 0) break;
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            s->pid = 0;
-            *log = su_log(s);
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-        }
-        usleep(20 * 1000);
-    }
-    cr_assert(s->port > 0, "duet serve --config did not listen within 60 s");
-    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
-    return -1;
-}
-
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     cr_assert(f);
@@ -661,7 +618,7 @@ Test(remote_gen, a_server_with_a_remote_model_answers_through_it_and_degrades_wi
     snprintf(json, sizeof json, tmpl, "", egress, cloud.base, SU_DRAFT);
     write_file(cfg, json);
     char *log = NULL;
-    cr_assert_eq(start_config_server(&edge, cfg, &log), -1, "%s", log);
+    cr_assert_eq(su_start_config(&edge, cfg, &log), -1, "%s", log);
     /* each remote profile gives the remote's own greedy ids; the cascade that never escalates, the SLM's */
     const struct {
         const char *profile;
@@ -695,7 +652,7 @@ Test(remote_gen, a_server_with_a_remote_model_answers_through_it_and_degrades_wi
     truncate(egress, 0);
     snprintf(json, sizeof json, tmpl, "\"private\": true,", egress, cloud.base, SU_DRAFT);
     write_file(cfg, json);
-    cr_assert_eq(start_config_server(&edge, cfg, &log), -1, "%s", log);
+    cr_assert_eq(su_start_config(&edge, cfg, &log), -1, "%s", log);
     int degraded = -1;
     cr_assert_eq(server_ids(edge.base, "cloud", n_new, got, &degraded), n_new);
     cr_assert_arr_eq(got, slm_want, sizeof(int32_t) * n_new);
@@ -726,7 +683,7 @@ Test(remote_gen, a_remote_that_cannot_score_is_refused_for_a_speculative_profile
     write_file(cfg, json);
     su_server edge;
     char *log = NULL;
-    const int st = start_config_server(&edge, cfg, &log);
+    const int st = su_start_config(&edge, cfg, &log);
     cr_assert(st > 0, "the server started: %s", log ? log : "");
     cr_assert(strstr(log, "profile 'edge-spec' verifies drafts on model 'cloud', which cannot") &&
                   strstr(log, "Only no echo is supported"),
@@ -738,7 +695,7 @@ Test(remote_gen, a_remote_that_cannot_score_is_refused_for_a_speculative_profile
              " \"profiles\": [{\"name\": \"d\", \"strategy\": \"defer\", \"model\": \"cloud\", \"slm\": \"slm\"}]}\n",
              SU_DRAFT, url);
     write_file(cfg, json);
-    cr_assert_eq(start_config_server(&edge, cfg, &log), 2, "%s", log);
+    cr_assert_eq(su_start_config(&edge, cfg, &log), 2, "%s", log);
     cr_assert(strstr(log, "profiles[0].model 'cloud' is remote"), "%s", log);
     free(log);
     fake_stop(&f);
@@ -839,7 +796,7 @@ Test(remote_gen, the_remote_killed_mid_stream_leaves_every_server_request_whole_
              SU_DRAFT, cloud.base);
     write_file(cfg, json);
     char *log = NULL;
-    cr_assert_eq(start_config_server(&edge, cfg, &log), -1, "%s", log);
+    cr_assert_eq(su_start_config(&edge, cfg, &log), -1, "%s", log);
     enum { N_REQ = 2, N_NEW = 120 };
     edge_stream e[N_REQ];
     pthread_t th[N_REQ];

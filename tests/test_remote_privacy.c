@@ -27,6 +27,7 @@
 #include "duet/redact.h"
 #include "duet/remote.h"
 #include "duet/tok.h"
+#include "egress_text.h"
 #include "testutil.h"
 
 #define LLM DUET_SRC_DIR "/models/llm.gguf"
@@ -134,32 +135,6 @@ static int check_placeholders_restored(const duet_redactor *r, const char *text,
         cr_assert(!strstr(restored, ph) || strstr(value, ph), "prompt %d: %s left in the restored answer", prompt, ph);
     }
     return seen;
-}
-
-static int is_word_byte(int c) {
-    return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c == '_' || c >= 0x80;
-}
-
-/* Whether hay holds needle (ignoring ASCII case) not inside a longer word:
- * a listed name "leo" in "leopard" (a decoy of another prompt) is not it. */
-static int contains_word(const char *hay, const char *needle) {
-    const size_t n = strlen(needle);
-    for (const char *h = hay; *h; h++) {
-        if (strncasecmp(h, needle, n) != 0) continue;
-        const int before = h > hay ? (unsigned char)h[-1] : ' ', after = (unsigned char)h[n];
-        if (!(is_word_byte(before) && is_word_byte((unsigned char)needle[0])) &&
-            !(is_word_byte(after) && is_word_byte((unsigned char)needle[n - 1])))
-            return 1;
-    }
-    return 0;
-}
-
-/* Whether text holds the planted value: a name as a word ("max" is not in
- * "max_tokens" or another prompt's "maxim"), anything else as bytes. */
-static int holds(const char *text, const cJSON *pii) {
-    const char *value = cJSON_GetObjectItem(pii, "value")->valuestring;
-    if (!strcmp(cJSON_GetObjectItem(pii, "kind")->valuestring, "NAME")) return contains_word(text, value);
-    return strstr(text, value) != NULL;
 }
 
 /* POST /v1/completions {"prompt": text, "echo": true, "max_tokens": 1}; the

@@ -98,6 +98,19 @@ DUET_API int duet_compress_text(duet_lm *slm, const duet_vocab *vocab, const cha
                                 const duet_compress_params *p, char **out_text, duet_compress_result *result,
                                 duet_err *err);
 
+/* compress on a text that went through a redactor (redact.h; r may be
+ * NULL): as duet_compress_text, but every token of a placeholder r made
+ * (`<EMAIL_1>`) counts as infinitely surprising, so no placeholder is cut
+ * (restore could not find its pieces); the kept share is raised when the
+ * placeholders alone need more. A text whose tokens do not spell it byte for
+ * byte is kept whole. *out_text is malloc'd; n_in / n_kept (may be NULL)
+ * get the token counts. The stage of duet generate --pipeline and of the
+ * server's pipeline profiles. */
+typedef struct duet_redactor duet_redactor;
+DUET_API int duet_compress_text_keep(duet_lm *slm, const duet_vocab *vocab, const char *text,
+                                     const duet_compress_params *p, const duet_redactor *r, char **out_text,
+                                     int *n_in, int *n_kept, duet_err *err);
+
 DUET_API void duet_compress_result_free(duet_compress_result *r); /* NULL is a no-op; zeroes *r */
 
 #ifdef __cplusplus

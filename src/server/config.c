@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "duet/model.h"
+#include "server/pipeline.h"
 #include "server/server.h"
 
 void srv_config_defaults(srv_config *c) {
@@ -61,6 +62,7 @@ static srv_profile *add_profile(srv_config *c, const char *name, srv_kind kind, 
     p->kind = kind;
     p->draft = -1;
     p->tuned = -1;
+    p->compress_model = -1;
     p->spec = duet_spec_default_params();
     return p;
 }
@@ -337,8 +339,13 @@ int srv_config_load_json(srv_config *c, const char *path, duet_err *err) {
         goto done;
     }
     int i = 0;
-    for (const cJSON *p = profiles->child; p; p = p->next, i++)
-        if ((rc = load_profile(c, p, i, err)) < 0) goto done;
+    for (const cJSON *p = profiles->child; p; p = p->next, i++) {
+        char where[64];
+        snprintf(where, sizeof where, "profiles[%d].", i);
+        if ((rc = load_profile(c, p, i, err)) < 0 ||
+            (rc = srv_pipeline_load(c, &c->profiles[c->n_profiles - 1], p, where, err)) < 0)
+            goto done;
+    }
     rc = 0;
 done:
     cJSON_Delete(root);

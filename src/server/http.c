@@ -139,6 +139,7 @@ static void call_free(call *k) {
         srv_job_release(k->jobs[i]);
     }
     if (k->req.stream) srv_metrics_request(&s->metrics, k->req.prof_index, gone ? 499 : 200);
+    for (int i = 0; i < SRV_MAX_CHOICES; i++) duet_restore_stream_free(k->pos[i].restore);
     srv_req_free(&k->req);
     free(k->out);
     free(k);

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 
 #include "server/openai.h"
+#include "server/pipeline.h"
 
 int srv_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
@@ -63,6 +64,7 @@ int srv_profile_ctx(const srv_config *c, const srv_profile *p) {
 void srv_req_free(srv_req *r) {
     for (int i = 0; i < r->n_prompts; i++) free(r->prompt[i]), free(r->prompt_text[i]);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    srv_pipeline_free(r);
     memset(r, 0, sizeof *r);
 }
 
@@ -139,6 +141,26 @@ static int ids_of(const srv_config *c, const cJSON *a, int32_t **out, srv_error 
     return n;
 }
 
+/* A text prompt: through the profile's pipeline (redact, compress) first,
+ * so only what it leaves is tokenized (and sent on); the text kept for echo
+ * is the client's own. */
+static int text_prompt(const srv_config *c, srv_req *r, const char *text, int flags, srv_error *e) {
+    char *sent = NULL;
+    int32_t *ids;
+    if (srv_pipeline_on(r) && srv_pipeline_text(c, r, text, &sent, "prompt", e) < 0) return -1;
+    const int n = tokenize(c, sent ? sent : text, flags, &ids, e, "prompt");
+    free(sent);
+    if (n < 0) return -1;
+    return add_prompt(r, ids, n, strdup(text), e);
+}
+
+/* A token-id prompt cannot be redacted: the profile's promise would not hold. */
+static int ids_refused(const srv_req *r, srv_error *e) {
+    if (!srv_pipeline_on(r)) return 0;
+    return fail(e, 400, "prompt", "the profile '%s' runs a privacy pipeline on the prompt's text: send text, not "
+                "token ids", r->prof.name);
+}
+
 static int parse_prompt(const srv_config *c, const cJSON *root, srv_req *r, srv_error *e) {
     const cJSON *p = field(root, "prompt");
     const duet_vocab *v = c->models[0].vocab;
@@ -146,21 +168,17 @@ static int parse_prompt(const srv_config *c, const cJSON *root, srv_req *r, srv_
     int32_t *ids;
     int n;
     if (!p) return fail(e, 400, "prompt", "'prompt' is required");
-    if (cJSON_IsString(p)) {
-        if ((n = tokenize(c, p->valuestring, flags, &ids, e, "prompt")) < 0) return -1;
-        return add_prompt(r, ids, n, strdup(p->valuestring), e);
-    }
+    if (cJSON_IsString(p)) return text_prompt(c, r, p->valuestring, flags, e);
     if (!cJSON_IsArray(p) || !p->child) return fail(e, 400, "prompt", "'prompt' must be a string, an array of strings or token ids");
     if (cJSON_IsNumber(p->child)) { /* one prompt as token ids */
-        if ((n = ids_of(c, p, &ids, e)) < 0) return -1;
+        if (ids_refused(r, e) < 0 || (n = ids_of(c, p, &ids, e)) < 0) return -1;
         return add_prompt(r, ids, n, NULL, e);
     }
     for (const cJSON *q = p->child; q; q = q->next) {
         if (cJSON_IsString(q)) {
-            if ((n = tokenize(c, q->valuestring, flags, &ids, e, "prompt")) < 0) return -1;
-            if (add_prompt(r, ids, n, strdup(q->valuestring), e) < 0) return -1;
+            if (text_prompt(c, r, q->valuestring, flags, e) < 0) return -1;
         } else if (cJSON_IsArray(q)) {
-            if ((n = ids_of(c, q, &ids, e)) < 0) return -1;
+            if (ids_refused(r, e) < 0 || (n = ids_of(c, q, &ids, e)) < 0) return -1;
             if (add_prompt(r, ids, n, NULL, e) < 0) return -1;
         } else {
             return fail(e, 400, "prompt", "'prompt' array items must all be strings or token-id arrays");
@@ -211,6 +229,19 @@ static int parse_messages(const srv_config *c, const cJSON *root, srv_req *r, sr
             msgs[i].content = owned[i];
         } else {
             rc = fail(e, 400, "messages", "messages[%d].content must be a string or an array of text parts", i);
+        }
+        /* the pipeline works on each message's content, before the template: the template's role markers
+           and special tokens stay as they are (a listed name "user" or "assistant" would otherwise be
+           redacted out of them, and compress could drop them), and every placeholder reaches the
+           tokenizer whole */
+        if (rc == 0 && srv_pipeline_on(r) && msgs[i].content[0]) {
+            char *sent;
+            if (srv_pipeline_text(c, r, msgs[i].content, &sent, "messages", e) < 0) {
+                rc = -1;
+                break;
+            }
+            free(owned[i]);
+            msgs[i].content = owned[i] = sent;
         }
     }
     char *text = NULL;
@@ -527,6 +558,7 @@ static cJSON *accounting(const srv_config *c, const srv_req *r, srv_job *const *
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "profile", r->prof.name);
+    srv_pipeline_json(o, r, jobs, n_jobs);
     static const char *kinds[] = {"plain", "speculative", "route", "cascade", "defer", "fusion"};
     cJSON_AddStringToObject(o, "strategy", kinds[r->prof.kind]);
     cJSON *par = cJSON_AddObjectToObject(o, "params");
@@ -649,6 +681,16 @@ char *srv_response_json(const srv_config *c, const srv_req *r, srv_job *const *j
     for (int i = 0; i < n_jobs; i++) {
         srv_job *j = jobs[i];
         const int p = i / r->n;
+        /* pipeline redact: the answer with the request's placeholders put back (the tokens' own texts in
+           logprobs stay as the model wrote them) */
+        char *restored = NULL;
+        const char *text = j->text ? j->text : "";
+        size_t text_len = j->text ? j->text_len : 0;
+        if (r->redactor) {
+            duet_err err = {0};
+            const int nr = duet_restore(r->redactor, text, text_len, &restored, &err);
+            if (nr >= 0) text = restored, text_len = strlen(restored), j->n_restored = nr;
+        }
         cJSON *ch = cJSON_CreateObject();
         cJSON_AddNumberToObject(ch, "index", i);
         char *echo = r->echo ? echo_text(c, r, p) : NULL;
@@ -656,18 +698,18 @@ char *srv_response_json(const srv_config *c, const srv_req *r, srv_job *const *j
         if (r->chat) {
             cJSON *msg = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(msg, "role", "assistant");
-            cJSON_AddStringToObject(msg, "content", j->text ? j->text : "");
+            cJSON_AddStringToObject(msg, "content", text);
             cJSON_AddItemToObject(ch, "logprobs", r->logprobs >= 0 ? chat_logprobs(c, j->tok, j->n_tok) : cJSON_CreateNull());
         } else {
-            size_t n = base + j->text_len;
-            char *text = malloc(n + 1);
-            if (text) {
-                if (base) memcpy(text, echo, base);
-                if (j->text_len) memcpy(text + base, j->text, j->text_len);
-                text[n] = 0;
+            size_t n = base + text_len;
+            char *full = malloc(n + 1);
+            if (full) {
+                if (base) memcpy(full, echo, base);
+                if (text_len) memcpy(full + base, text, text_len);
+                full[n] = 0;
             }
-            cJSON_AddStringToObject(ch, "text", text ? text : "");
-            free(text);
+            cJSON_AddStringToObject(ch, "text", full ? full : "");
+            free(full);
             if (r->logprobs >= 0) {
                 cJSON *lp = completion_logprobs(c, j->tok, j->n_tok, base);
                 if (r->echo && j->prompt_tok) { /* the prompt's tokens first */
@@ -700,7 +742,7 @@ char *srv_response_json(const srv_config *c, const srv_req *r, srv_job *const *j
                 cJSON_AddNullToObject(ch, "logprobs");
             }
         }
-        free(echo);
+        free(echo), free(restored);
         cJSON_AddStringToObject(ch, "finish_reason", j->finish ? j->finish : "stop");
         cJSON_AddItemToArray(choices, ch);
     }
@@ -736,6 +778,27 @@ static void emit_event(cJSON *o, char **out, size_t *len, size_t *cap) {
     cJSON_Delete(o);
 }
 
+/* pipeline redact: delta (n bytes, malloc'd, consumed) with the placeholders put back as the text
+ * streams: a placeholder's beginning is held until it is whole (then its value goes out) or proven
+ * not to be one; the last delta flushes what is held. The result is malloc'd (NULL: out of memory). */
+static char *restore_delta(const srv_req *r, srv_job *j, srv_stream_pos *pos, char *delta, size_t n, int last) {
+    if (!pos->restore && !(pos->restore = duet_restore_stream_new(r->redactor))) return free(delta), NULL;
+    size_t a = 0, b = 0;
+    const char *o = duet_restore_stream_push(pos->restore, delta, n, &a);
+    char *out = o ? malloc(a + 1) : NULL;
+    if (out) memcpy(out, o, a);
+    free(delta);
+    if (out && last) { /* the push's bytes are copied: flush reuses the stream's buffer */
+        const char *f = duet_restore_stream_flush(pos->restore, &b);
+        char *t = f ? realloc(out, a + b + 1) : NULL;
+        if (t) memcpy(t + a, f, b), out = t;
+        else free(out), out = NULL, a = b = 0;
+    }
+    if (out) out[a + b] = 0;
+    j->n_restored = duet_restore_stream_count(pos->restore);
+    return out;
+}
+
 int srv_stream_events(const srv_config *c, const srv_req *r, srv_job *j, int index, srv_stream_pos *pos,
                       const char *id, long created, char **out, size_t *len, size_t *cap) {
     int added = 0;
@@ -767,6 +830,7 @@ int srv_stream_events(const srv_config *c, const srv_req *r, srv_job *j, int ind
         const size_t from = pos->text_sent < end ? pos->text_sent : end;
         char *delta = malloc(end - from + 1);
         if (delta) memcpy(delta, j->text ? j->text + from : "", end - from), delta[end - from] = 0;
+        if (delta && r->redactor) delta = restore_delta(r, j, pos, delta, end - from, has_final);
         if (r->chat) {
             cJSON *d = cJSON_AddObjectToObject(ch, "delta");
             if (!pos->role_sent) cJSON_AddStringToObject(d, "role", "assistant");

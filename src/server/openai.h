@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "duet/redact.h"
 #include "server/server.h"
 
 typedef struct srv_req {
@@ -28,6 +29,11 @@ typedef struct srv_req {
     int ids_as_tokens;              /* return_tokens_as_token_ids (vLLM's): logprob tokens as "token_id:N" */
     int logprobs;                   /* -1: none; else top alternatives per token (0..20) */
     int decode_from;                /* duet_decode_from: echo scores positions >= this in the decode arithmetic (0: none) */
+    /* the profile's pipeline (server/pipeline.h): this request's redactor, the compress model's sequence */
+    duet_redactor *redactor;
+    duet_lm *compress_lm;
+    int n_redacted;                 /* redact: values replaced in the request's texts */
+    int n_tokens_in, n_tokens_kept; /* compress: the texts' tokens before and after */
 } srv_req;
 
 /* An error for the client: HTTP status, message, and the field at fault ("" if none). */
@@ -64,6 +70,7 @@ typedef struct srv_stream_pos {
     int role_sent;     /* chat: the first delta carries the role */
     int echo_sent;
     int final_sent;    /* the chunk with finish_reason */
+    duet_restore_stream *restore; /* pipeline redact: the placeholders put back as the text streams (owned) */
 } srv_stream_pos;
 
 /* Appends to *out (realloc'd; *len, *cap) the SSE events job j (choice

@@ -61,6 +61,12 @@ typedef struct srv_profile {
     duet_spec_adapt learned_model, learned_ngram; /* kept across requests (scheduler thread only) */
     float param;        /* route: the target LLM share; cascade: the confidence threshold; defer: eta */
     int parametric;     /* spec: accepts "-kN" (fixed draft length N); route, defer: "-X" (share, eta) */
+    /* the privacy pipeline (server/pipeline.c): the prompt is redacted (and compressed) on this server
+       before any model sees it, the answer restored before the client does */
+    int redact, compress;
+    char pii_names[512];   /* redact: a names file ("" = none) */
+    double compress_ratio; /* compress: share of the tokens kept, (0, 1] */
+    int compress_model;    /* compress: the local model that scores the tokens; else -1 */
 } srv_profile;
 
 typedef struct srv_config {
@@ -144,6 +150,7 @@ typedef struct srv_job {
     duet_stats stats;
     double t_start, t_first, t_end;
     int refs;            /* HTTP side + scheduler side */
+    int n_restored;      /* pipeline: placeholders put back into this choice's answer (HTTP side) */
     int slot;
 } srv_job;
 

@@ -2,7 +2,6 @@
  * prompt text; restore on the answer as it streams (pipeline_cli.h). */
 #include "pipeline_cli.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,82 +34,19 @@ int pipeline_cli_check(const char *cmd, pipeline_cli *p, int token_prompt) {
     return 0;
 }
 
-/* in_placeholder[i] = 1 where byte i of text (len) belongs to a placeholder
- * the redactor made: one pass per placeholder, not one per token. */
-static char *placeholder_bytes(const pipeline_cli *p, const char *text, size_t len) {
-    char *mark = calloc(len + 1, 1);
-    for (int i = 0; mark && p->redactor && i < duet_redact_count(p->redactor); i++) {
-        const char *ph;
-        duet_redact_entry(p->redactor, i, NULL, NULL, &ph);
-        const size_t pl = strlen(ph);
-        for (const char *at = strstr(text, ph); at; at = strstr(at + pl, ph)) memset(mark + (at - text), 1, pl);
-    }
-    return mark;
-}
-
-/* compress on the (redacted) text: the local model scores every token
- * (duet_compress_tokens) and the selection rule keeps the most surprising;
- * a placeholder's tokens count as infinitely surprising, so none is cut
- * in half (restore could not find it), with the kept share raised when
- * the placeholders alone need more. */
+/* compress on the (redacted) text with the local model: the library's
+ * duet_compress_text_keep keeps every placeholder whole (the server's
+ * pipeline profiles cut prompts the same way). */
 static int compress_text(pipeline_cli *p, duet_model *m, const duet_vocab *v, const char *text, char **out,
                          duet_err *err) {
-    int32_t *ids = NULL, *kept = NULL;
-    int *index = NULL;
-    float *score = NULL; /* (n) surprisal, +inf on placeholders */
     duet_lm *lm = NULL;
-    duet_compress_result res = {0};
-    char *buf = NULL;
-    const size_t len = strlen(text);
-    const int n = duet_tokenize_alloc(v, text, len, duet_vocab_add_bos(v) ? DUET_TOK_ADD_BOS : 0, &ids);
-    int rc = n > 0 ? 0 : duet_err_set(err, DUET_EINVAL, "compress: the prompt has no tokens");
     duet_compress_params cp = duet_compress_default_params();
     cp.keep_ratio = p->compress_ratio;
-    if (rc == 0) rc = duet_lm_local_new(&lm, m, 0, "compress", err);
-    if (rc == 0) rc = duet_compress_tokens(lm, ids, n, &cp, &res, err);
-    char *in_ph = NULL; /* (len) 1 on a placeholder's bytes */
-    if (rc == 0 && (!(score = malloc(sizeof *score * (size_t)n)) || !(index = malloc(sizeof *index * (size_t)n)) ||
-                    !(kept = malloc(sizeof *kept * (size_t)n)) || !(in_ph = placeholder_bytes(p, text, len))))
-        rc = duet_err_set(err, DUET_ENOMEM, "out of memory");
-    int protected_tokens = 0;
-    size_t off = 0;
-    for (int i = 0; rc == 0 && i < n; i++) {
-        char piece[256];
-        const int pl = duet_token_to_piece(v, ids[i], piece, sizeof piece, 0);
-        if (pl < 0) rc = duet_err_set(err, pl, "compress: token %d has no text", ids[i]);
-        score[i] = res.surprisal[i];
-        int on_placeholder = 0;
-        for (size_t b = off; pl > 0 && b < off + (size_t)pl && b < len; b++) on_placeholder |= in_ph[b];
-        if (on_placeholder) score[i] = INFINITY, protected_tokens++;
-        off += pl > 0 ? (size_t)pl : 0;
-    }
-    if (rc == 0 && off != len) /* the tokens do not spell the text (an SPM space): keep the prompt whole */
-        protected_tokens = n;
-    if (rc == 0) {
-        const int forced = cp.keep_head + cp.keep_tail < n ? cp.keep_head + cp.keep_tail : n;
-        if (duet_compress_n_kept(n, &cp) < forced + protected_tokens) {
-            const double need = (double)(forced + protected_tokens) / n;
-            cp.keep_ratio = need < 1 ? need : 1;
-        }
-        rc = duet_compress_select(score, n, &cp, index, err);
-    }
-    if (rc > 0) {
-        const int n_kept = rc;
-        for (int i = 0; i < n_kept; i++) kept[i] = ids[index[i]];
-        const int64_t need = duet_detokenize(v, kept, n_kept, NULL, 0, 0);
-        rc = need >= 0 && (buf = malloc((size_t)need + 1)) ? 0 : duet_err_set(err, DUET_ENOMEM, "out of memory");
-        if (rc == 0) duet_detokenize(v, kept, n_kept, buf, (size_t)need + 1, 0);
-        p->n_tokens_in = n, p->n_tokens_kept = n_kept;
-    }
-    duet_compress_result_free(&res);
+    int rc = duet_lm_local_new(&lm, m, 0, "compress", err);
+    if (rc == 0)
+        rc = duet_compress_text_keep(lm, v, text, &cp, p->redactor, out, &p->n_tokens_in, &p->n_tokens_kept, err);
     duet_lm_free(lm);
-    free(ids), free(kept), free(index), free(score), free(in_ph);
-    if (rc < 0) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    return 0;
+    return rc;
 }
 
 int pipeline_cli_apply(pipeline_cli *p, duet_model *m, const duet_vocab *vocab, const char **prompt, duet_err *err) {
