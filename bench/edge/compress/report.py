@@ -51,9 +51,9 @@ curves = [
 if seg:
     curves.append(f"'' using 1:7 with linespoints lw 2 pt 13 dt 2 title 'surprisal, segmented ({seg}-token segments)'")
 with open(os.path.join(out, "compress.gp"), "w") as f:
-    f.write(f"""set terminal pngcairo size 800,500 noenhanced
+    f.write(f"""set terminal pngcairo size 860,500 noenhanced
 set output '{png}'
-set title "Prompt compression: the LLM's perplexity of the reference continuation ({n} TinyStories pairs)"
+set title "LLM perplexity of the continuation after a shortened prompt ({n} pairs, last {res['keep_tail']} kept)"
 set xlabel "share of the prompt's tokens kept"
 set ylabel 'LLM perplexity of the continuation'
 set grid
