@@ -288,7 +288,7 @@ Test(remote_policy_server, auto_gives_the_servers_streamed_greedy_text_either_wa
         const int n = duet_tokenize_alloc(v, texts[t], strlen(texts[t]), duet_vocab_add_bos(v) ? DUET_TOK_ADD_BOS : 0,
                                           &prompt);
         cr_assert_gt(n, 1);
-        const int n_new = 32;
+        const int n_new = 48; /* room for the 4 rounds after which drafting's rate is checked */
         /* the reference: the server's own streamed greedy generation */
         duet_remote_params p = duet_remote_default_params();
         p.url = url, p.model = "llm", p.timeout_s = 20;
@@ -311,8 +311,8 @@ Test(remote_policy_server, auto_gives_the_servers_streamed_greedy_text_either_wa
         cr_assert(rep.decided);
         cr_assert_geq(rep.in.t_pass_s, 0.8 * DELAY_MS / 1000.0, "pass measured %.1f ms", rep.in.t_pass_s * 1e3);
         cr_assert_eq(rep.mode, DUET_REMOTE_MODE_SPEC, "predicted %.2fx", rep.out.speedup);
-        cr_assert_eq(rep.switched_back, -1, "drafting measured %.1f tok/s, the stream %.1f", rep.measured_spec_tok_s,
-                     rep.out.remote_tok_s);
+        cr_assert_leq(rep.switched_back, 0, "went back to the stream: drafting measured %.1f tok/s, the stream %.1f",
+                      rep.measured_spec_tok_s, rep.out.remote_tok_s);
         cr_assert_eq(got.n, n_new);
         cr_assert_arr_eq(got.ids, want.ids, sizeof(int32_t) * n_new, "'%s': switching to drafting changed the text",
                          texts[t]);
