@@ -85,7 +85,16 @@ async def main():
     if not host or not port.isdigit():
         sys.exit("delay_proxy: --target must be HOST:PORT")
     half = a.rtt_ms / 2000.0
-    srv = await asyncio.start_server(lambda r, w: handle(r, w, host, int(port), half), "127.0.0.1", a.listen)
+    # asyncio holds tasks weakly: a connection's task waiting on its queue
+    # when the peer closed would be collected mid-flight (with a warning)
+    alive = set()
+
+    def on_connect(r, w):
+        t = asyncio.ensure_future(handle(r, w, host, int(port), half))
+        alive.add(t)
+        t.add_done_callback(alive.discard)
+
+    srv = await asyncio.start_server(on_connect, "127.0.0.1", a.listen)
     bound = srv.sockets[0].getsockname()[1]
     if a.port_file:
         with open(a.port_file + ".tmp", "w") as f:
