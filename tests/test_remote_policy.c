@@ -233,6 +233,33 @@ Test(remote_policy_server, passes_last_the_delay_are_counted_and_a_verification_
     duet_remote_free(r);
 }
 
+Test(remote_policy_server, a_verifiers_next_call_reuses_the_sequence_with_the_same_numbers) {
+    char url[128];
+    start_server(url, sizeof url);
+    duet_remote_params p = duet_remote_default_params();
+    p.url = url, p.model = "llm", p.timeout_s = 20;
+    duet_remote *r;
+    duet_err err = {0};
+    cr_assert_eq(duet_remote_open(&r, &p, &err), 0, "%s", err.msg);
+    int32_t tok[14], other[14];
+    for (int i = 0; i < 14; i++) tok[i] = 300 + 7 * i, other[i] = 301 + 7 * i;
+    float lp_a[14], lp_b[14], lp_c[14];
+    /* a prompt of 4, then the same text 4 tokens longer: the second call reads
+     * only its new positions, the ones it shares come back null (NaN) */
+    cr_assert_eq(duet_remote_score_from(r, tok, 10, 4, lp_a, 0, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(duet_remote_score_from(r, tok, 14, 4, lp_b, 0, NULL, NULL, &err), 0, "%s", err.msg);
+    for (int i = 1; i <= 10; i++) cr_assert(isnan(lp_b[i]), "position %d was computed again", i);
+    for (int i = 11; i < 14; i++) cr_assert(isfinite(lp_b[i]), "position %d missing", i);
+    /* another text in between, then the long one from scratch: the same bits */
+    cr_assert_eq(duet_remote_score_from(r, other, 14, 4, lp_c, 0, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(duet_remote_score_from(r, tok, 14, 4, lp_c, 0, NULL, NULL, &err), 0, "%s", err.msg);
+    for (int i = 1; i < 14; i++) cr_assert(isfinite(lp_c[i]), "position %d missing from a fresh call", i);
+    for (int i = 1; i < 10; i++) cr_assert_eq(lp_c[i], lp_a[i], "position %d: %.9g fresh, %.9g before", i, lp_c[i], lp_a[i]);
+    for (int i = 11; i < 14; i++)
+        cr_assert_eq(lp_c[i], lp_b[i], "position %d: %.9g fresh, %.9g reusing the sequence", i, lp_c[i], lp_b[i]);
+    duet_remote_free(r);
+}
+
 /* The remote-auto strategy over the remote (its stream, and verification of
  * the local draft's blocks), margin as given; the tokens, and its report. */
 static void run_auto(const char *url, const int32_t *prompt, int n_prompt, int n_new, double margin, collected *out,
