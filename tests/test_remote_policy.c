@@ -96,6 +96,39 @@ Test(remote_policy, long_round_trip_to_a_fast_server_streams_slow_server_drafts)
     cr_assert_eq(out.mode, DUET_REMOTE_MODE_REMOTE);
 }
 
+/* The adaptive draft length (spec_adapt.c) with a remote verifier: its
+ * verification costs are measured wall seconds, round trip included, so the
+ * same acceptance and pass time make longer drafts pay behind a longer
+ * round trip. */
+Test(remote_policy, adaptive_length_grows_with_the_verifiers_round_trip) {
+    int k_at[3];
+    const double rtts[3] = {0, 0.02, 0.08};
+    for (int t = 0; t < 3; t++) {
+        duet_spec_adapt a;
+        duet_spec_adapt_init(&a, 16);
+        /* a 2 ms pass growing 0.2 ms a token; 1 ms a draft token; 70% acceptance per position */
+        for (int rep = 0; rep < 40; rep++) {
+            for (int b = 1; b <= 17; b++) duet_spec_adapt_observe_target(&a, b, rtts[t] + 0.002 + 0.0002 * b);
+            duet_spec_adapt_observe_draft(&a, 1, 0.001);
+            for (int g = 1; g <= 16; g++) { /* drafted g, first rejection after 70% per position, deterministic */
+                int acc = 0;
+                while (acc < g && (rep * 7 + acc * 3 + g) % 10 < 7) acc++;
+                duet_spec_adapt_observe_accept(&a, g, acc);
+            }
+        }
+        a.choices = 1; /* away from the every-24th exploration */
+        k_at[t] = duet_spec_adapt_choose_k(&a);
+        /* the choice is the brute-force best of E(g) / cost(g) */
+        int best = 0;
+        for (int g = 1; g <= 16; g++)
+            if (duet_spec_adapt_rate(&a, g) > duet_spec_adapt_rate(&a, best)) best = g;
+        cr_assert_eq(k_at[t], best, "rtt %g: chose %d, best %d", rtts[t], k_at[t], best);
+    }
+    cr_log_info("adaptive draft length at 0 / 20 / 80 ms: %d / %d / %d", k_at[0], k_at[1], k_at[2]);
+    cr_assert_lt(k_at[0], k_at[1], "k %d at 0 ms, %d at 20 ms", k_at[0], k_at[1]);
+    cr_assert_leq(k_at[1], k_at[2]);
+}
+
 Test(remote_policy, bad_inputs_are_refused) {
     duet_remote_policy_out out = {.k = 77};
     const duet_remote_policy_in ok = {.rtt_s = 0.01, .t_pass_s = 0.01, .t_draft_s = 0.001, .alpha = 0.5, .k_max = 4};
