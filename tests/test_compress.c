@@ -404,5 +404,16 @@ Test(compress, cli) {
     cr_assert(out && strstr(out, "duet compress: ") && strstr(out, "context"), "%s", out ? out : "");
     free(out);
     free(long_prompt);
+    /* a file that cannot be read, an empty prompt: exit 1 with a message */
+    snprintf(args, sizeof args, "compress -m %s --ratio 0.5 -f /nonexistent/prompt.txt 2>&1", SLM);
+    out = NULL;
+    cr_assert_eq(tu_run_duet(args, &out), 1);
+    cr_assert(out && strstr(out, "cannot read /nonexistent/prompt.txt"), "%s", out ? out : "");
+    free(out);
+    snprintf(args, sizeof args, "compress -m %s --ratio 0.5 -p '' 2>&1", SLM);
+    out = NULL;
+    cr_assert_eq(tu_run_duet(args, &out), 1);
+    cr_assert(out && strstr(out, "empty prompt"), "%s", out ? out : "");
+    free(out);
     teardown(&f);
 }
