@@ -250,7 +250,7 @@ void duet_matmul_ex(duet_pool *pool, float *y, duet_type wt, const void *w, cons
      * 15 side by side); from 128 tokens on the sgemm catches up. The rows are
      * then those of one-token evals: prompts get llama.cpp's one-token
      * arithmetic instead of its batched one, within the same noise. */
-    if (!consistent && m < AVX2_MULTI_MAX_M && duet_simd_level() == DUET_SIMD_AVX2 &&
+    if (!consistent && m > 1 && m < AVX2_MULTI_MAX_M && duet_simd_level() == DUET_SIMD_AVX2 &&
         (wt == DUET_TYPE_F32 || wt == DUET_TYPE_F16 || wt == DUET_TYPE_BF16))
         consistent = 1;
 
