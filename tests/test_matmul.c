@@ -515,7 +515,7 @@ Test(matmul, model_matches_the_avx2_vec_dot) {
 }
 
 /* Decode-consistent blocks on AVX2 (core/gemv_multi_avx2.c: F32/F16/BF16 in
- * tiles of 2 rows x up to 4 tokens, two or four accumulator passes, the
+ * tiles of 2 rows x up to 6 tokens, two or four accumulator passes, the
  * 8-element tail steps and the scalar remainder; Q8_0 in tiles of 1 row x up
  * to 8 tokens): every (row, token) output is bit for bit the one-token
  * product of that token, and the AVX2 vec_dot of that pair. Every m up to 17

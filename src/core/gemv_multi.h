@@ -9,7 +9,8 @@
  * steps in the first), the same fused multiply-adds in the same order, the
  * same reduction ((a0 + a1) + (a2 + a3), then the 8 lanes) and the same
  * scalar remainder summed in double; each weight chunk is loaded and widened
- * once for up to DUET_GEMV_MULTI_T tokens and two rows. Q8_0: the same
+ * once for up to DUET_GEMV_MULTI_T tokens (groups of at most 4 when there
+ * are more) and two rows. Q8_0: the same
  * per-block integer sums, scale products and fma chain; each weight block,
  * its absolute values and its scale are loaded once for up to 8 tokens.
  *
@@ -23,7 +24,7 @@
 #include "duet/quant.h"
 
 /* Tokens per pass over a pair of weight rows. */
-#define DUET_GEMV_MULTI_T 4
+#define DUET_GEMV_MULTI_T 6
 
 /* 1 when duet_gemv_multi_avx2 handles weight type wt (F32, F16, BF16, Q8_0). */
 int duet_gemv_multi_supported(duet_type wt);

@@ -11,8 +11,8 @@
  * operands). An accumulator's chain depends only on its own elements, so a
  * tile computes the four chains one after the other ("passes" k = 0..3, k = 0
  * also taking the tail), which leaves room in the 16 ymm registers for one
- * accumulator per (row, token) of a 2-row x 4-token tile: per 8 elements two
- * weight loads and widenings and four activation loads feed eight fmas,
+ * accumulator per (row, token) of a 2-row x 6-token tile: per 8 elements two
+ * weight loads and widenings and six activation loads feed twelve fmas,
  * where the one-token dot widens two vectors per fma. The passes touch each
  * weight cache line four times, from L1. Groups of 1 to 3 tokens take two
  * passes of two accumulators each instead (2 x 2 x T chains in flight rather
@@ -20,17 +20,20 @@
  * reduced as the dot does: ((a0 + a1) + (a2 + a3)), the 8 lanes (hsum_ps8),
  * and the scalar remainder (n % 8 elements) added in double.
  *
- * Order: a thread's chunk of rows is walked once per group of up to 4 tokens
- * (m split as evenly as possible), so the group's activations (4 x 4 x n
- * bytes, rows padded apart so that they do not share L1 sets) stay in L1 and
- * the chunk's rows in L2 after the first group has brought them from memory.
+ * Order: a thread's chunk of rows is walked once per group of tokens, so the
+ * group's activations (at most 6 x 4 x n bytes, rows padded apart so that
+ * they do not share L1 sets) stay in L1 and the chunk's rows in L2 after the
+ * first group has brought them from memory. Up to 6 tokens form one group
+ * (the weights, streamed from memory for short verification blocks, are read
+ * once); more are split in groups of at most 4, as evenly as possible: the
+ * 2x5 and 2x6 tiles run 11-13% slower per fma than 2x4 at n = 384 once the
+ * rows are in L2 (m = 6, 12, 16; fastest of 60 side by side; no gain at
+ * n = 1024), while a 5-token block of the shipped llm at 2 threads cost ~7%
+ * more as 2 + 3 than as one group (bench_speculative --costs-only).
  *
  * On the 2-core AVX2 EPYC (Zen 3) this runs at about 0.22 ns per 8-wide fma
  * at n = 384 and 0.20 at n = 1024 for 8 to 16 tokens (0.17 is the core's fma
- * peak; the packed sgemm reaches ~0.25 here). Tiles of 2 x 5 and 2 x 6 tokens
- * (12 chains) were tried and measured 11-13% slower per fma at n = 384 than
- * groups of at most 4 (m = 6, 12, 16; fastest of 60 runs, side by side), with
- * no gain at n = 1024, so a group holds at most 4 tokens. */
+ * peak; the packed sgemm reaches ~0.25 here). */
 #include <immintrin.h>
 
 #include "core/gemv_multi.h"
@@ -79,8 +82,8 @@ static inline __attribute__((always_inline)) float load_w1(duet_type wt, const v
 }
 
 /* y[t * ys + r] for r < R, t < T: rows w + r * w_row, tokens x + t * xs.
- * tile4: one accumulator per (row, token) in each of four passes (T = 4:
- * 8 independent fma chains); tile2: two passes of two accumulators
+ * tile4: one accumulator per (row, token) in each of four passes (T >= 4:
+ * 8 to 12 independent fma chains); tile2: two passes of two accumulators
  * each (T <= 3: 2 x 2 x T chains, where tile4 would wait on fma latency). */
 static inline __attribute__((always_inline)) void tile4(const duet_type wt, const int R, const int T, int64_t n,
                                                       const char *w, size_t w_row, const float *x, int64_t xs,
@@ -91,14 +94,14 @@ static inline __attribute__((always_inline)) void tile4(const duet_type wt, cons
         __m256 acc[R_MAX][T_MAX];
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
 #define STEP(i)                                                                        \
     do {                                                                               \
         __m256 wv[R_MAX];                                                              \
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) wv[r] =                    \
             load_w8(wt, w + (size_t)r * w_row, (i));                                   \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                          \
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {                          \
             __m256 xv = _mm256_loadu_ps(x + t * xs + (i));                             \
             /* one load for both rows (not one memory operand per fma) */              \
             if (R > 1) __asm__("" : "+x"(xv));                                         \
@@ -112,7 +115,7 @@ static inline __attribute__((always_inline)) void tile4(const duet_type wt, cons
 #undef STEP
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int t = 0; t < T; t++) part[k][r][t] = acc[r][t];
     }
     for (int r = 0; r < R; r++)
@@ -136,14 +139,14 @@ static inline __attribute__((always_inline)) void tile2(const duet_type wt, cons
         __m256 a0[R_MAX][T_MAX], a1[R_MAX][T_MAX];
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int t = 0; t < T; t++) a0[r][t] = a1[r][t] = _mm256_setzero_ps();
 #define STEP(acc, i)                                                                   \
     do {                                                                               \
         __m256 wv[R_MAX];                                                              \
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) wv[r] =                    \
             load_w8(wt, w + (size_t)r * w_row, (i));                                   \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                          \
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {                          \
             __m256 xv = _mm256_loadu_ps(x + t * xs + (i));                             \
             if (R > 1) __asm__("" : "+x"(xv));                                         \
             _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) acc[r][t] =            \
@@ -159,7 +162,7 @@ static inline __attribute__((always_inline)) void tile2(const duet_type wt, cons
 #undef STEP
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int t = 0; t < T; t++) {
                 if (h == 0) s01[r][t] = _mm256_add_ps(a0[r][t], a1[r][t]);
                 else sum[r][t] = _mm256_add_ps(s01[r][t], _mm256_add_ps(a0[r][t], a1[r][t]));
@@ -184,11 +187,14 @@ typedef void (*tile_fn)(int64_t n, const char *w, size_t w_row, const float *x, 
         else tile4(wt, R, T, n, w, w_row, x, xs, y, ys);                                                   \
     }
 #define TILES(name, wt)                                                                                   \
-    TILE(name, wt, 1, 1) TILE(name, wt, 1, 2) TILE(name, wt, 1, 3) TILE(name, wt, 1, 4)                  \
-    TILE(name, wt, 2, 1) TILE(name, wt, 2, 2) TILE(name, wt, 2, 3) TILE(name, wt, 2, 4)                  \
+    TILE(name, wt, 1, 1) TILE(name, wt, 1, 2) TILE(name, wt, 1, 3) TILE(name, wt, 1, 4) TILE(name, wt, 1, 5) \
+    TILE(name, wt, 1, 6) TILE(name, wt, 2, 1) TILE(name, wt, 2, 2) TILE(name, wt, 2, 3) TILE(name, wt, 2, 4) \
+    TILE(name, wt, 2, 5) TILE(name, wt, 2, 6)                                                              \
     static const tile_fn tiles_##name[R_MAX][T_MAX] = {                                                   \
-        {tile_##name##_1x1, tile_##name##_1x2, tile_##name##_1x3, tile_##name##_1x4},                     \
-        {tile_##name##_2x1, tile_##name##_2x2, tile_##name##_2x3, tile_##name##_2x4}};
+        {tile_##name##_1x1, tile_##name##_1x2, tile_##name##_1x3, tile_##name##_1x4, tile_##name##_1x5,    \
+         tile_##name##_1x6},                                                                              \
+        {tile_##name##_2x1, tile_##name##_2x2, tile_##name##_2x3, tile_##name##_2x4, tile_##name##_2x5,    \
+         tile_##name##_2x6}};
 
 TILES(f32, DUET_TYPE_F32)
 TILES(f16, DUET_TYPE_F16)
@@ -290,8 +296,10 @@ void duet_gemv_multi_avx2(duet_type wt, int64_t n, const void *w, size_t w_row, 
     }
     const int64_t xs = duet_gemv_multi_stride(wt, n);
     const tile_fn(*tiles)[T_MAX] = wt == DUET_TYPE_F16 ? tiles_f16 : wt == DUET_TYPE_BF16 ? tiles_bf16 : tiles_f32;
-    /* groups of at most T_MAX tokens, as even as possible (7 = 3 + 4, 9 = 3 + 3 + 3, not 4 + 4 + 1) */
-    const int64_t groups = (m + T_MAX - 1) / T_MAX;
+    /* up to T_MAX tokens: one group (the chunk's rows are read once); more:
+     * groups of at most 4, as even as possible (7 = 3 + 4, 9 = 3 + 3 + 3) */
+    const int64_t gmax = m <= T_MAX ? T_MAX : 4;
+    const int64_t groups = (m + gmax - 1) / gmax;
     int64_t t0 = 0;
     for (int64_t g = 0; g < groups; g++) {
         const int64_t t1 = m * (g + 1) / groups;

@@ -25,7 +25,7 @@
  * chunks, one row at a time for m == 1 (GEMV), in tiles of 4 rows x 4 tokens
  * otherwise. There, results equal vec_dot's within float summation noise.
  * Decode-consistent blocks (m > 1) take the one-token arithmetic per token:
- * F32/F16/BF16 on AVX2 in tiles of 2 rows x 4 tokens, Q8_0 in tiles of 1 row
+ * F32/F16/BF16 on AVX2 in tiles of 2 rows x up to 6 tokens, Q8_0 in tiles of 1 row
  * x 8 tokens, that repeat the AVX2 vec_dot bit for bit (gemv_multi_avx2.c),
  * the other types a vec_dot per (row, token). */
 #include <math.h>
