@@ -116,17 +116,27 @@ printf '  %-34s %s\n' "llm alone:" "$(line <<< "$llm_json")"
 printf '  %-34s %s\n' "cascade slm > slm-draft > llm:" "$(ev --strategy cascade --mid "$models/slm-draft.gguf" --llm-share 0.3 | line)"
 printf '  %-34s %s\n' "token deferral, eta 0.4:" "$(ev --strategy defer --eta 0.4 | line)"
 echo "  (the whole test split, every router against random and the oracle: bench/routing/run.sh, docs/routing.md)"
-say "8. Edge and cloud: the device drafts, a remote LLM verifies; when the network goes, the device answers"
-rlog=$(mktemp)
-"$duet" serve -m "$models/llm.gguf" --port 0 -t 1 2> "$rlog" &
+say "8. Edge and cloud: the LLM on a server (20 ms a forward pass: a big model, a busy server), the SLM on the device"
+rlog=$(mktemp) egress=$(mktemp)
+"$duet" serve -m "$models/llm.gguf" --port 0 -t 1 --forward-delay-ms 20 2> "$rlog" &
 rsrv=$!
+trap 'kill $rsrv 2>/dev/null || true' EXIT # a failed step must not leave the server holding the terminal
 for _ in $(seq 100); do grep -q "listening on" "$rlog" && break; sleep 0.1; done
 rurl=$(grep -o 'http://127.0.0.1:[0-9]*' "$rlog" | head -1)
 rp="once upon a time, there was a little girl named lily. she loved to play outside"
+passes() { curl -s "$rurl/metrics" | awk '/^duet_forward_passes_total/ {print $2}'; }
 remote() { "$duet" generate -m "$draft" --remote "$rurl" --temp 0 -n 48 -t 1 --json -p "$rp" "$@" 2>/dev/null; }
-jq -r '"  remote llm, drafts verified remotely: \(.stats.n_generated) tokens in \(.stats.remote_calls) round trips (acceptance \(.stats.acceptance_rate*100|round)%)"' <<< "$(remote --draft "$draft")"
-jq -r '"  remote llm, token by token:          \(.stats.n_generated) tokens in \(.stats.remote_calls) round trips"' <<< "$(remote)"
-kill $rsrv; wait $rsrv 2>/dev/null || true; rm -f "$rlog"
+p0=$(passes); solo=$(remote); p1=$(passes); auto=$(remote --draft "$draft" --policy auto); p2=$(passes)
+jq -r --argjson p $((p1 - p0)) '"  remote llm streaming alone:        \(.stats.n_generated / .stats.total_s | round) tok/s, \($p) remote forward passes"' <<< "$solo"
+jq -r --argjson p $((p2 - p1)) '"  device drafts, remote verifies:    \(.stats.n_generated / .stats.total_s | round) tok/s, \($p) remote forward passes (policy \(.stats.policy.mode): predicted \(.stats.policy.predicted_speedup*10|round/10)x)"' <<< "$auto"
+same=$( [ "$(jq -c .ids <<< "$solo")" = "$(jq -c .ids <<< "$auto")" ] && echo "identical" || echo "DIFFERENT")
+jq -rn --argjson a "$auto" --argjson s "$solo" --arg same "$same" \
+  '"  measured: \(($a.stats.n_generated / $a.stats.total_s) / ($s.stats.n_generated / $s.stats.total_s) * 10 | round / 10)x the remote alone, output \($same) (bench/edge: the whole grid of round trips and pass times)"'
+pp="please write to jane.doe@example.com or call +44 20 7946 0958 about card 4111 1111 1111 1111. once upon a time"
+priv=$("$duet" generate -m "$draft" --remote "$rurl" --temp 0 -n 8 -t 1 --json --pipeline redact --egress-log "$egress" -p "$pp" 2>/dev/null)
+leaks=$(grep -c -e 'jane.doe@example.com' -e '7946 0958' -e '4111 1111 1111 1111' "$egress" || true)
+jq -r --argjson l "$leaks" '"  privacy pipeline: \(.stats.pipeline.redacted) values redacted on the device; found in what was sent: \($l)"' <<< "$priv"
+kill $rsrv; wait $rsrv 2>/dev/null || true; trap - EXIT; rm -f "$rlog" "$egress"
 jq -r '"  server gone: \(.stats.n_generated) tokens, degraded: \(.stats.degraded) (the device model answered; no error, nothing lost)"' <<< "$(remote --remote-timeout 2)"
 echo
 echo "Benchmarks behind the figures in docs/performance.md: bench/engine, bench/tokenizer, bench/speculative, bench/server;"
