@@ -22,6 +22,7 @@
 
 #include "duet/remote.h"
 #include "duet/tok.h"
+#include "http_util.h"
 #include "testutil.h"
 
 #define LLAMA_SERVER DUET_SRC_DIR "/../shared/ref-bin/llama.cpp/llama-server"
@@ -57,35 +58,13 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-typedef struct {
-    char *buf;
-    size_t len;
-} body;
-
-static size_t grab(char *p, size_t s, size_t n, void *u) {
-    body *b = u;
-    char *t = realloc(b->buf, b->len + s * n + 1);
-    if (!t) return 0;
-    memcpy(t + b->len, p, s * n);
-    b->buf = t, b->len += s * n, t[b->len] = 0;
-    return s * n;
-}
-
 /* GET or POST (post != NULL); returns the HTTP status (0: no answer), the body in *out. */
 static long http(const char *url, const char *post, char **out) {
     CURL *c = curl_easy_init();
     body b = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (post) curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    http_exchange(c, url, post, 60, &b, &code);
     curl_easy_cleanup(c);
-    curl_slist_free_all(h);
     if (out) *out = b.buf ? b.buf : strdup("");
     else free(b.buf);
     return code;

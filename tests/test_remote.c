@@ -20,53 +20,20 @@
 #include "duet/model.h"
 #include "duet/remote.h"
 #include "duet/strategy.h"
+#include "server_util.h"
 #include "testutil.h"
 
 #define LLM DUET_SRC_DIR "/models/llm.gguf"
 #define DRAFT DUET_SRC_DIR "/models/slm-draft.gguf"
 
-static pid_t server_pid;
+static su_server server;
 
-static void stop_server(void) {
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-        server_pid = 0;
-    }
-}
+static void stop_server(void) { su_end(&server); }
 
 /* Starts `duet serve -m LLM` on a free port; returns the base URL. */
 static void start_server(char *url, size_t cap) {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    server_pid = fork();
-    cr_assert_geq(server_pid, 0);
-    if (server_pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execl(DUET_BIN, "duet", "serve", "-m", LLM, "--port", "0", "-t", "1", "--slots", "2", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[512];
-    url[0] = 0;
-    while (fgets(line, sizeof line, f)) {
-        const char *at = strstr(line, "listening on http://");
-        if (at) {
-            int port = 0;
-            sscanf(at, "listening on http://127.0.0.1:%d", &port);
-            snprintf(url, cap, "http://127.0.0.1:%d", port);
-            break;
-        }
-    }
-    /* keep reading its stderr in the background so it never blocks on a full pipe */
-    if (fork() == 0) {
-        while (fgets(line, sizeof line, f)) {}
-        _exit(0);
-    }
-    fclose(f);
-    cr_assert(url[0], "the server did not start");
+    su_serve(&server, NULL, "-t 1 --slots 2");
+    snprintf(url, cap, "%s", server.base);
 }
 
 static duet_remote *open_remote(const char *url, const char *log, int private_mode) {

@@ -22,24 +22,11 @@
 #include "duet/model.h"
 #include "duet/remote.h"
 #include "duet/strategy.h"
+#include "http_util.h"
 #include "server_util.h"
 
 static const int32_t PROMPT[] = {311, 260, 785, 338, 305, 1210, 290, 262};
 #define N_PROMPT ((int)(sizeof PROMPT / sizeof PROMPT[0]))
-
-typedef struct {
-    char *buf;
-    size_t len;
-} body;
-
-static size_t grab(char *p, size_t s, size_t n, void *u) {
-    body *b = u;
-    char *t = realloc(b->buf, b->len + s * n + 1);
-    if (!t) return 0;
-    memcpy(t + b->len, p, s * n);
-    b->buf = t, b->len += s * n, t[b->len] = 0;
-    return s * n;
-}
 
 /* A greedy completion of PROMPT by the server's profile `model`, not
  * streamed, as ids; *degraded (may be NULL) gets duet.degraded (-1: absent). */
@@ -53,16 +40,8 @@ static int server_ids(const char *base, const char *model, int max_tokens, int32
     snprintf(req + o, sizeof req - o, "]}");
     CURL *c = curl_easy_init();
     body b = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    cr_assert_eq(http_exchange(c, url, req, 60, &b, NULL), CURLE_OK);
     curl_easy_cleanup(c);
-    curl_slist_free_all(h);
     cJSON *j = cJSON_Parse(b.buf);
     if (degraded) {
         const cJSON *d = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "duet"), "degraded");
@@ -356,8 +335,9 @@ Test(remote_gen, a_500_refusing_echo_is_an_answer_not_an_outage) {
     duet_remote_free(r);
 }
 
-/* The local SLM and its own greedy output (the reference for never-escalating strategies). */
-static int slm_greedy(duet_model *m, int max_new, int32_t *ids) {
+/* The SLM's greedy continuation of ctx (n_ctx tokens), at most max_new tokens
+ * into ids; returns how many. */
+static int slm_run(duet_model *m, const int32_t *ctx, int n_ctx, int max_new, int32_t *ids) {
     duet_err err = {0};
     duet_lm *lm;
     cr_assert_eq(duet_lm_local_new(&lm, m, 256, "slm", &err), 0);
@@ -365,13 +345,50 @@ static int slm_greedy(duet_model *m, int max_new, int32_t *ids) {
     duet_strategy *p;
     cr_assert_eq(duet_strategy_plain(&p, lm, g, &err), 0);
     collected c = {0};
-    duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = max_new, .emit = collect, .user = &c};
+    duet_request q = {.prompt = ctx, .n_prompt = n_ctx, .max_new = max_new, .emit = collect, .user = &c};
     cr_assert_geq(duet_run(p, &q, &err), 0, "%s", err.msg);
     memcpy(ids, c.ids, sizeof *ids * (size_t)c.n);
     duet_strategy_free(p);
     duet_sampler_free(g);
     duet_lm_free(lm);
     return c.n;
+}
+
+/* The two legs of a strategy with a remote leg: the remote's greedy stream
+ * (no vocabulary) and the SLM's plain greedy decoding. */
+typedef struct {
+    duet_token_source *src;
+    duet_strategy *remote, *slm;
+    duet_lm *sl;
+    duet_sampler *g;
+} legs;
+
+static void legs_open(legs *l, duet_remote *r, duet_model *sm) {
+    duet_err err = {0};
+    const duet_remote_gen_params gp = {.temp = 0};
+    cr_assert_eq(duet_remote_source_new(&l->src, r, NULL, &gp, &err), 0);
+    cr_assert_eq(duet_strategy_source(&l->remote, l->src, &err), 0);
+    cr_assert_eq(duet_lm_local_new(&l->sl, sm, 256, "slm", &err), 0);
+    l->g = tu_greedy(duet_model_n_vocab(sm));
+    cr_assert_eq(duet_strategy_plain(&l->slm, l->sl, l->g, &err), 0);
+}
+
+static void legs_free(legs *l) {
+    duet_strategy_free(l->slm), duet_strategy_free(l->remote);
+    duet_remote_source_free(l->src);
+    duet_sampler_free(l->g);
+    duet_lm_free(l->sl);
+}
+
+/* The local SLM and its own greedy output (the reference for never-escalating strategies). */
+static int slm_greedy(duet_model *m, int max_new, int32_t *ids) { return slm_run(m, PROMPT, N_PROMPT, max_new, ids); }
+
+/* The references, n_new tokens each: the server's greedy completion and the SLM's own. */
+static void greedy_references(const char *base, int n_new, int32_t *llm_want, int32_t *slm_want) {
+    cr_assert_eq(server_greedy(base, n_new, llm_want), n_new);
+    duet_model *sm = tu_load_path(SU_DRAFT);
+    cr_assert_eq(slm_greedy(sm, n_new, slm_want), n_new);
+    duet_model_free(sm);
 }
 
 Test(remote_gen, cascade_and_route_with_a_remote_leg_at_their_extremes) {
@@ -387,16 +404,10 @@ Test(remote_gen, cascade_and_route_with_a_remote_leg_at_their_extremes) {
 
     duet_remote *r = open_remote(s.base, 30);
     duet_err err = {0};
-    duet_remote_gen_params gp = {.temp = 0};
-    duet_token_source *src;
-    cr_assert_eq(duet_remote_source_new(&src, r, NULL, &gp, &err), 0);
-    duet_strategy *remote_leg, *slm_leg, *strat;
-    cr_assert_eq(duet_strategy_source(&remote_leg, src, &err), 0);
-    duet_lm *sl;
-    cr_assert_eq(duet_lm_local_new(&sl, sm, 256, "slm", &err), 0);
-    duet_sampler *g = tu_greedy(duet_model_n_vocab(sm));
-    cr_assert_eq(duet_strategy_plain(&slm_leg, sl, g, &err), 0);
-    duet_strategy *tiers[2] = {slm_leg, remote_leg};
+    legs l;
+    legs_open(&l, r, sm);
+    duet_strategy *strat;
+    duet_strategy *tiers[2] = {l.slm, l.remote};
     const float never = -INFINITY, always = INFINITY;
     for (int esc = 0; esc < 2; esc++) {
         cr_assert_eq(duet_strategy_cascade(&strat, tiers, esc ? &always : &never, 2, 0, &err), 0);
@@ -415,7 +426,7 @@ Test(remote_gen, cascade_and_route_with_a_remote_leg_at_their_extremes) {
     duet_router_init(&router, DUET_ROUTER_THRESHOLD);
     for (int to_llm = 0; to_llm < 2; to_llm++) {
         router.threshold = to_llm ? -INFINITY : INFINITY; /* to the LLM when score > threshold */
-        cr_assert_eq(duet_strategy_route(&strat, sl, slm_leg, remote_leg, &router, &err), 0, "%s", err.msg);
+        cr_assert_eq(duet_strategy_route(&strat, l.sl, l.slm, l.remote, &router, &err), 0, "%s", err.msg);
         collected c = {0};
         duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = n_new, .emit = collect, .user = &c};
         cr_assert_eq(duet_run(strat, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
@@ -423,10 +434,7 @@ Test(remote_gen, cascade_and_route_with_a_remote_leg_at_their_extremes) {
         duet_strategy_free(strat);
     }
     duet_router_free(&router);
-    duet_strategy_free(slm_leg), duet_strategy_free(remote_leg);
-    duet_remote_source_free(src);
-    duet_sampler_free(g);
-    duet_lm_free(sl);
+    legs_free(&l);
     duet_model_free(sm);
     duet_remote_free(r);
     su_stop(&s);
@@ -440,17 +448,11 @@ Test(remote_gen, the_server_killed_mid_stream_leaves_the_answer_degraded_and_who
     su_start(&s, "--slots 2");
     duet_remote *r = open_remote(s.base, 5);
     duet_err err = {0};
-    duet_remote_gen_params gp = {.temp = 0};
-    duet_token_source *src;
-    cr_assert_eq(duet_remote_source_new(&src, r, NULL, &gp, &err), 0);
-    duet_strategy *remote_leg, *slm_leg, *fb;
-    cr_assert_eq(duet_strategy_source(&remote_leg, src, &err), 0);
     duet_model *sm = tu_load_path(SU_DRAFT);
-    duet_lm *sl;
-    cr_assert_eq(duet_lm_local_new(&sl, sm, 256, "slm", &err), 0);
-    duet_sampler *g = tu_greedy(duet_model_n_vocab(sm));
-    cr_assert_eq(duet_strategy_plain(&slm_leg, sl, g, &err), 0);
-    cr_assert_eq(duet_strategy_fallback(&fb, remote_leg, slm_leg, &err), 0);
+    legs l;
+    legs_open(&l, r, sm);
+    duet_strategy *fb;
+    cr_assert_eq(duet_strategy_fallback(&fb, l.remote, l.slm, &err), 0);
     const int n_new = 40;
     collected c = {.kill_server = &s, .kill_after = 4};
     duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = n_new, .emit = collect, .user = &c};
@@ -471,12 +473,10 @@ Test(remote_gen, the_server_killed_mid_stream_leaves_the_answer_degraded_and_who
     collected rest = {0};
     duet_request q2 = {.prompt = ctx, .n_prompt = N_PROMPT + n_remote, .max_new = n_new - n_remote, .emit = collect,
                        .user = &rest};
-    cr_assert_eq(duet_run(slm_leg, &q2, &err), DUET_FINISH_LENGTH);
+    cr_assert_eq(duet_run(l.slm, &q2, &err), DUET_FINISH_LENGTH);
     cr_assert_arr_eq(rest.ids, c.ids + n_remote, sizeof(int32_t) * (n_new - n_remote));
-    duet_strategy_free(fb), duet_strategy_free(remote_leg), duet_strategy_free(slm_leg);
-    duet_remote_source_free(src);
-    duet_sampler_free(g);
-    duet_lm_free(sl);
+    duet_strategy_free(fb);
+    legs_free(&l);
     duet_model_free(sm);
     duet_remote_free(r);
 }
@@ -511,10 +511,7 @@ Test(remote_gen, duet_generate_streams_the_remote_and_routes_and_cascades_throug
     su_start(&s, "--slots 2");
     const int n_new = 16;
     int32_t llm_want[32], slm_want[32], got[64];
-    cr_assert_eq(server_greedy(s.base, n_new, llm_want), n_new);
-    duet_model *sm = tu_load_path(SU_DRAFT);
-    cr_assert_eq(slm_greedy(sm, n_new, slm_want), n_new);
-    duet_model_free(sm);
+    greedy_references(s.base, n_new, llm_want, slm_want);
     char args[1024], *out = NULL;
     /* plain: the remote's own stream, one request (the probe makes the other two calls) */
     snprintf(args, sizeof args, "generate -m %s --remote %s --tokens '%s' -n %d --temp 0 --ignore-eos -t 1 --json 2>&1",
@@ -599,10 +596,7 @@ Test(remote_gen, a_server_with_a_remote_model_answers_through_it_and_degrades_wi
     su_start(&cloud, "--slots 2");
     const int n_new = 16;
     int32_t llm_want[32], slm_want[32], got[32];
-    cr_assert_eq(server_greedy(cloud.base, n_new, llm_want), n_new);
-    duet_model *sm = tu_load_path(SU_DRAFT);
-    cr_assert_eq(slm_greedy(sm, n_new, slm_want), n_new);
-    duet_model_free(sm);
+    greedy_references(cloud.base, n_new, llm_want, slm_want);
     char cfg[] = "/tmp/duet_rgen_cfg_XXXXXX", egress[] = "/tmp/duet_rgen_egress_XXXXXX";
     close(mkstemp(cfg)), close(mkstemp(egress));
     char json[4096];
@@ -765,20 +759,7 @@ static void *stream_request(void *arg) {
 
 /* The SLM's greedy continuation of ctx (n_ctx tokens), n_new tokens. */
 static void slm_continue(duet_model *m, const int32_t *ctx, int n_ctx, int n_new, int32_t *out) {
-    duet_err err = {0};
-    duet_lm *lm;
-    cr_assert_eq(duet_lm_local_new(&lm, m, 256, "slm", &err), 0);
-    duet_sampler *g = tu_greedy(duet_model_n_vocab(m));
-    duet_strategy *p;
-    cr_assert_eq(duet_strategy_plain(&p, lm, g, &err), 0);
-    collected c = {0};
-    duet_request q = {.prompt = ctx, .n_prompt = n_ctx, .max_new = n_new, .emit = collect, .user = &c};
-    cr_assert_geq(duet_run(p, &q, &err), 0, "%s", err.msg);
-    cr_assert_eq(c.n, n_new);
-    memcpy(out, c.ids, sizeof *out * (size_t)n_new);
-    duet_strategy_free(p);
-    duet_sampler_free(g);
-    duet_lm_free(lm);
+    cr_assert_eq(slm_run(m, ctx, n_ctx, n_new, out), n_new);
 }
 
 Test(remote_gen, the_remote_killed_mid_stream_leaves_every_server_request_whole_and_degraded) {

@@ -18,6 +18,7 @@
 #include "duet/remote.h"
 #include "duet/remote_policy.h"
 #include "duet/strategy.h"
+#include "server_util.h"
 #include "testutil.h"
 
 #define LLM DUET_SRC_DIR "/models/llm.gguf"
@@ -141,49 +142,15 @@ Test(remote_policy, bad_inputs_are_refused) {
 
 /* ---- against duet serve --forward-delay-ms -------------------------------------- */
 
-static pid_t server_pid;
+static su_server server;
 
-static void stop_server(void) {
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-        server_pid = 0;
-    }
-}
+static void stop_server(void) { su_end(&server); }
 
 static void start_server(char *url, size_t cap) {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    server_pid = fork();
-    cr_assert_geq(server_pid, 0);
-    if (server_pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        char delay[16];
-        snprintf(delay, sizeof delay, "%d", DELAY_MS);
-        execl(DUET_BIN, "duet", "serve", "-m", LLM, "--port", "0", "-t", "1", "--slots", "2", "--forward-delay-ms",
-              delay, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[512];
-    url[0] = 0;
-    while (fgets(line, sizeof line, f)) {
-        const char *at = strstr(line, "listening on http://");
-        if (at) {
-            int port = 0;
-            sscanf(at, "listening on http://127.0.0.1:%d", &port);
-            snprintf(url, cap, "http://127.0.0.1:%d", port);
-            break;
-        }
-    }
-    if (fork() == 0) { /* keep draining its stderr */
-        while (fgets(line, sizeof line, f)) {}
-        _exit(0);
-    }
-    fclose(f);
-    cr_assert(url[0], "the server did not start");
+    char flags[64];
+    snprintf(flags, sizeof flags, "-t 1 --slots 2 --forward-delay-ms %d", DELAY_MS);
+    su_serve(&server, NULL, flags);
+    snprintf(url, cap, "%s", server.base);
 }
 
 static long forward_passes(const char *url) {
@@ -223,16 +190,23 @@ static int on_tok(void *ud, int32_t id, const char *piece, int len) {
     return 0;
 }
 
-TestSuite(remote_policy_server, .fini = stop_server, .timeout = 240);
-
-Test(remote_policy_server, passes_last_the_delay_are_counted_and_a_verification_is_one_pass) {
-    char url[128];
-    start_server(url, sizeof url);
+/* The remote client to the server at url (model "llm", a 20 s timeout). */
+static duet_remote *open_remote(const char *url) {
     duet_remote_params p = duet_remote_default_params();
     p.url = url, p.model = "llm", p.timeout_s = 20;
     duet_remote *r;
     duet_err err = {0};
     cr_assert_eq(duet_remote_open(&r, &p, &err), 0, "%s", err.msg);
+    return r;
+}
+
+TestSuite(remote_policy_server, .fini = stop_server, .timeout = 240);
+
+Test(remote_policy_server, passes_last_the_delay_are_counted_and_a_verification_is_one_pass) {
+    char url[128];
+    start_server(url, sizeof url);
+    duet_remote *r = open_remote(url);
+    duet_err err = {0};
 
     double rtt = -1;
     const long before_ping = forward_passes(url);
@@ -269,11 +243,8 @@ Test(remote_policy_server, passes_last_the_delay_are_counted_and_a_verification_
 Test(remote_policy_server, a_verifiers_next_call_reuses_the_sequence_with_the_same_numbers) {
     char url[128];
     start_server(url, sizeof url);
-    duet_remote_params p = duet_remote_default_params();
-    p.url = url, p.model = "llm", p.timeout_s = 20;
-    duet_remote *r;
+    duet_remote *r = open_remote(url);
     duet_err err = {0};
-    cr_assert_eq(duet_remote_open(&r, &p, &err), 0, "%s", err.msg);
     int32_t tok[14], other[14];
     for (int i = 0; i < 14; i++) tok[i] = 300 + 7 * i, other[i] = 301 + 7 * i;
     float lp_a[14], lp_b[14], lp_c[14];
@@ -298,10 +269,7 @@ Test(remote_policy_server, a_verifiers_next_call_reuses_the_sequence_with_the_sa
 static void run_auto(const char *url, const int32_t *prompt, int n_prompt, int n_new, double margin, collected *out,
                      duet_remote_auto_report *rep) {
     duet_err err = {0};
-    duet_remote_params p = duet_remote_default_params();
-    p.url = url, p.model = "llm", p.timeout_s = 20;
-    duet_remote *r;
-    cr_assert_eq(duet_remote_open(&r, &p, &err), 0, "%s", err.msg);
+    duet_remote *r = open_remote(url);
     duet_vocab *v;
     cr_assert_eq(duet_vocab_load_file(&v, LLM, &err), 0, "%s", err.msg);
     duet_token_source *src;
@@ -350,10 +318,7 @@ Test(remote_policy_server, auto_gives_the_servers_streamed_greedy_text_either_wa
         cr_assert_gt(n, 1);
         const int n_new = 48; /* room for the 4 rounds after which drafting's rate is checked */
         /* the reference: the server's own streamed greedy generation */
-        duet_remote_params p = duet_remote_default_params();
-        p.url = url, p.model = "llm", p.timeout_s = 20;
-        duet_remote *r;
-        cr_assert_eq(duet_remote_open(&r, &p, &err), 0, "%s", err.msg);
+        duet_remote *r = open_remote(url);
         collected want = {0};
         duet_remote_gen_params gp = {.max_tokens = n_new, .temp = 0, .ignore_eos = 1};
         duet_remote_gen_stats gs;

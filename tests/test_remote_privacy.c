@@ -28,6 +28,8 @@
 #include "duet/remote.h"
 #include "duet/tok.h"
 #include "egress_text.h"
+#include "http_util.h"
+#include "server_util.h"
 #include "testutil.h"
 
 #define LLM DUET_SRC_DIR "/models/llm.gguf"
@@ -36,47 +38,14 @@
 #define N_NEW 3       /* tokens per answer: enough to check the path, short enough for 240 prompts */
 #define ECHO_EVERY 3  /* the echo check on every 3rd prompt (80 of 240: 1-4 values, every kind) */
 
-static pid_t server_pid;
+static su_server server;
 
-static void stop_server(void) {
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-        server_pid = 0;
-    }
-}
+static void stop_server(void) { su_end(&server); }
 
 /* Starts `duet serve -m LLM` on a free port; returns the base URL. */
 static void start_server(char *url, size_t cap) {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    server_pid = fork();
-    cr_assert_geq(server_pid, 0);
-    if (server_pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execl(DUET_BIN, "duet", "serve", "-m", LLM, "--port", "0", "-t", "2", "--slots", "1", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[512];
-    url[0] = 0;
-    while (fgets(line, sizeof line, f)) {
-        const char *at = strstr(line, "listening on http://");
-        if (at) {
-            int port = 0;
-            sscanf(at, "listening on http://127.0.0.1:%d", &port);
-            snprintf(url, cap, "http://127.0.0.1:%d", port);
-            break;
-        }
-    }
-    if (fork() == 0) { /* drain its stderr so it never blocks on a full pipe */
-        while (fgets(line, sizeof line, f)) {}
-        _exit(0);
-    }
-    fclose(f);
-    cr_assert(url[0], "the server did not start");
+    su_serve(&server, NULL, "-t 2 --slots 1");
+    snprintf(url, cap, "%s", server.base);
 }
 
 /* ---- text helpers ---- */
@@ -139,11 +108,6 @@ static int check_placeholders_restored(const duet_redactor *r, const char *text,
 
 /* POST /v1/completions {"prompt": text, "echo": true, "max_tokens": 1}; the
  * response's text (the prompt echoed, then one token). */
-static size_t curl_collect(char *data, size_t size, size_t nmemb, void *ud) {
-    put(ud, data, size * nmemb);
-    return size * nmemb;
-}
-
 static char *echo_completion(CURL *c, const char *url, const char *prompt) {
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "model", "llm");
@@ -151,27 +115,19 @@ static char *echo_completion(CURL *c, const char *url, const char *prompt) {
     cJSON_AddNumberToObject(req, "max_tokens", 1);
     cJSON_AddNumberToObject(req, "temperature", 0);
     cJSON_AddBoolToObject(req, "echo", 1);
-    char *body = cJSON_PrintUnformatted(req);
+    char *req_text = cJSON_PrintUnformatted(req);
     char endpoint[256];
     snprintf(endpoint, sizeof endpoint, "%s/v1/completions", url);
-    text_buf resp = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, endpoint);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    const CURLcode rc = curl_easy_perform(c);
+    body resp = {0};
+    const CURLcode rc = http_exchange(c, endpoint, req_text, 30, &resp, NULL);
     cr_assert_eq(rc, CURLE_OK, "%s", curl_easy_strerror(rc));
-    curl_slist_free_all(h);
-    cJSON *o = cJSON_Parse(resp.p);
-    cr_assert(o, "bad response: %s", resp.p ? resp.p : "");
+    cJSON *o = cJSON_Parse(resp.buf);
+    cr_assert(o, "bad response: %s", resp.buf ? resp.buf : "");
     const cJSON *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "text");
-    cr_assert(cJSON_IsString(t), "no text in %s", resp.p);
+    cr_assert(cJSON_IsString(t), "no text in %s", resp.buf);
     char *text = strdup(t->valuestring);
     cJSON_Delete(o), cJSON_Delete(req);
-    free(body), free(resp.p);
+    free(req_text), free(resp.buf);
     return text;
 }
 
