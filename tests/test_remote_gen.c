@@ -740,7 +740,8 @@ static void *stream_request(void *arg) {
     curl_slist_free_all(h);
     e->degraded = -1;
     body b = e->b;
-    for (char *line = b.buf ? strtok(b.buf, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+    char *save = NULL; /* strtok_r: two of these threads parse at once */
+    for (char *line = b.buf ? strtok_r(b.buf, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "data: {", 7)) continue;
         cJSON *j = cJSON_Parse(line + 6);
         const cJSON *du = cJSON_GetObjectItem(j, "duet");

@@ -36,6 +36,9 @@
 #define SET DUET_SRC_DIR "/tests/data/privacy/prompts.jsonl"
 #define NAMES DUET_SRC_DIR "/tests/data/privacy/names.txt"
 #define N_NEW 3       /* tokens per answer: enough to check the path, short enough for 240 prompts */
+/* The whole set in a normal build; every 30th prompt under the sanitizers,
+ * whose unoptimized server takes seconds an answer. */
+#define STEP (SANITIZED ? 30 : 1)
 #define ECHO_EVERY 3  /* the echo check on every 3rd prompt (80 of 240: 1-4 values, every kind) */
 
 static su_server server;
@@ -166,7 +169,7 @@ Test(remote_privacy, no_planted_value_leaves_the_device_and_answers_restore) {
 
     int answers_with_placeholders = 0, echoed = 0, echo_placeholders = 0, n_values = 0;
     long lines_before = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i += STEP) {
         const char *prompt = cJSON_GetObjectItem(items[i], "prompt")->valuestring;
         duet_redact_params p = duet_redact_default_params();
         p.names_file = NAMES;
@@ -239,7 +242,8 @@ Test(remote_privacy, no_planted_value_leaves_the_device_and_answers_restore) {
         duet_restore_stream_free(a.rs);
         duet_redactor_free(r);
     }
-    cr_assert_eq(lines_before, n, "%ld egress lines for %d prompts", lines_before, n);
+    const int n_run = (n + STEP - 1) / STEP; /* prompts sent */
+    cr_assert_eq(lines_before, n_run, "%ld egress lines for %d prompts", lines_before, n_run);
 
     /* the whole egress log, as bytes and as the text its ids spell: no planted
      * value of any prompt (as a word: a short name may sit inside another
@@ -262,7 +266,7 @@ Test(remote_privacy, no_planted_value_leaves_the_device_and_answers_restore) {
     free(egress);
     egress = tu_slurp(log, &log_len);
     int leaks = 0, checked = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i += STEP) {
         const cJSON *pii;
         cJSON_ArrayForEach(pii, cJSON_GetObjectItem(items[i], "pii")) {
             const char *value = cJSON_GetObjectItem(pii, "value")->valuestring;
@@ -274,14 +278,15 @@ Test(remote_privacy, no_planted_value_leaves_the_device_and_answers_restore) {
         }
     }
     cr_assert_eq(leaks, 0, "%d planted values in the egress log", leaks);
-    /* the log is not vacuous: it holds every prompt's placeholders */
-    cr_assert(strstr(spelled.p, "<EMAIL_1>") && strstr(spelled.p, "<CARD_1>") && strstr(spelled.p, "<IBAN_1>") &&
-              strstr(spelled.p, "<NAME_1>") && strstr(spelled.p, "<URL_1>") && strstr(spelled.p, "<IP_1>") &&
-              strstr(spelled.p, "<PHONE_1>"));
+    /* the log is not vacuous: it holds every kind's placeholders (the
+     * sanitizers' subset need not have every kind) */
+    cr_assert(SANITIZED || (strstr(spelled.p, "<EMAIL_1>") && strstr(spelled.p, "<CARD_1>") &&
+                            strstr(spelled.p, "<IBAN_1>") && strstr(spelled.p, "<NAME_1>") && strstr(spelled.p, "<URL_1>") &&
+                            strstr(spelled.p, "<IP_1>") && strstr(spelled.p, "<PHONE_1>")));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_log_info("%d prompts, %d planted values (%d redacted): 0 in the egress log (%zu bytes, %ld requests); "
                 "%d answers held a placeholder; %d echoed prompts restored %d placeholders; %.1f s",
-                n, checked, n_values, log_len, lines_before, answers_with_placeholders, echoed, echo_placeholders,
+                n_run, checked, n_values, log_len, lines_before, answers_with_placeholders, echoed, echo_placeholders,
                 (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
     cr_assert_eq(n_values, checked, "the redactor found %d values, %d were planted", n_values, checked);
     cr_assert_gt(echo_placeholders, 0);
