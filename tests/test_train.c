@@ -12,6 +12,7 @@
 #include "duet/bpe_train.h"
 #include "duet/model.h"
 #include "duet/quant.h"
+#include "duet/tok.h"
 #include "duet/train.h"
 #include "testutil.h"
 
@@ -277,6 +278,127 @@ Test(train, stories_end_with_endoftext, .init = mk_tmp, .fini = rm_tmp) {
     cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
     cr_assert_eq(count_id(&t, 269), 2);
     duet_tokens_free(&t);
+}
+
+/* The expected stream: each story tokenized on its own, then end-of-text. */
+static void expect_stories(const duet_tokens *t, const char *tok, const char *const *stories, int n, int32_t eot) {
+    duet_vocab *v = NULL;
+    duet_err err = {0};
+    cr_assert_eq(duet_vocab_load_file(&v, tok, &err), 0, "%s", err.msg);
+    int64_t at = 0;
+    for (int s = 0; s < n; s++) {
+        int32_t *ids = NULL;
+        int k = duet_tokenize_alloc(v, stories[s], strlen(stories[s]), 0, &ids);
+        cr_assert(k > 0);
+        cr_assert(at + k + 1 <= t->n, "story %d past the end of the stream", s);
+        cr_assert(!memcmp(t->ids + at, ids, sizeof(int32_t) * k), "story %d differs", s);
+        cr_assert_eq(t->ids[at + k], eot, "story %d not followed by end-of-text", s);
+        at += k + 1;
+        free(ids);
+    }
+    cr_assert_eq(at, t->n);
+    duet_vocab_free(v);
+}
+
+/* The layout is decided by the share of single-newline breaks, so a few stray
+ * single newlines in a blank-line file (valid.txt has 58) do not turn every
+ * one of them into a story end. */
+Test(train, story_layout_survives_stray_newlines, .init = mk_tmp, .fini = rm_tmp) {
+    char tok[128], txt[128];
+    snprintf(tok, sizeof tok, "%s/tok.gguf", tmpdir);
+    snprintf(txt, sizeof txt, "%s/t.txt", tmpdir);
+    write_tok(tok, 270);
+    duet_tokens t = {0};
+    duet_err err = {0};
+    /* blank-line layout: 30 stories of 2 paragraphs (59 blank-line breaks), 3 stray single
+     * newlines, one of them just before an opener (not a story start: it follows no blank line) */
+    static const char *const opens[] = {"once upon a time", "once there was", "once, there"};
+    char stories[30][160];
+    const char *sv[30];
+    size_t cap = 30 * 170, len = 0;
+    char *text = malloc(cap);
+    text[0] = 0;
+    for (int s = 0; s < 30; s++) {
+        const char *para2 = s == 4    ? "the dog sat.\none day, a cat."
+                            : s == 11 ? "the cat sat on the mat. \nthe end."
+                            : s == 20 ? "a dog sat.\nonce there was a log."
+                                      : "the dog sat on the log.";
+        snprintf(stories[s], sizeof stories[s], "%s a cat sat.\n\n%s", opens[s % 3], para2);
+        sv[s] = stories[s];
+        len += (size_t)snprintf(text + len, cap - len, "%s%s", s ? "\n\n" : "", stories[s]);
+    }
+    snprintf(text + len, cap - len, "\n");
+    write_file(txt, text);
+    cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_id(&t, 269), 30);
+    expect_stories(&t, tok, sv, 30, 269);
+    duet_tokens_free(&t);
+    /* the same text led by a paragraph that opens no story: the text before the first opener
+     * is a story of its own */
+    char *led = malloc(cap + 64);
+    snprintf(led, cap + 64, "the cat sat.\n\n%s", text);
+    write_file(txt, led);
+    cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_id(&t, 269), 31, "%d", count_id(&t, 269));
+    duet_tokens_free(&t);
+    free(led);
+    free(text);
+    /* single-newline layout, 3 paragraphs a story: 4 single vs 10 blank-line breaks */
+    static const char *const tr[] = {
+        "the cat sat.\n\nthe dog sat.\n\nthe end.", "one day, a cat.\n\na dog.\n\nthe end.",
+        "once upon a time a log.\n\nit sat.\n\nthe end.", "a cat and a dog.\n\nthe mat.\n\nthe end.",
+        "the dog sat on the log.\n\nonce there was a cat.\n\nthe end."};
+    char buf[512] = "";
+    for (int s = 0; s < 5; s++) strcat(strcat(buf, tr[s]), "\n");
+    write_file(txt, buf);
+    cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_id(&t, 269), 5);
+    expect_stories(&t, tok, tr, 5, 269);
+    duet_tokens_free(&t);
+    /* one story a line, no blank line at all */
+    write_file(txt, "the cat sat.\nthe dog sat.\nonce upon a time a log.\n");
+    cr_assert_eq(duet_tokens_from_text(&t, txt, tok, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_id(&t, 269), 3);
+    duet_tokens_free(&t);
+}
+
+static int opens_a_story(const char *p) {
+    return !strncmp(p, "once upon a time", 16) || !strncmp(p, "once there was", 14) || !strncmp(p, "once, there", 11);
+}
+
+/* valid.txt (blank-line layout, 58 stray single newlines): one end-of-text per
+ * story, the stories counted here from the raw text on their own: a story
+ * starts at every paragraph (after a blank line) that opens with one of the
+ * three openers, and the file's first paragraph starts one whatever it opens
+ * with. The old rule ("any single newline": train.txt's layout) gave 57. */
+Test(train, valid_txt_splits_into_its_stories) {
+    char path[512];
+    size_t len = 0;
+    char *text = tu_slurp(tu_data("tinystories/valid.txt", path, sizeof path), &len);
+    cr_assert(text, "%s missing", path);
+    int expect = 0, first = 1;
+    for (size_t i = 0; i < len;) {
+        size_t e = i; /* the paragraph [i, e) ends at a blank line or at the end */
+        while (e < len && !(text[e] == '\n' && e + 1 < len && text[e + 1] == '\n')) e++;
+        if (first || opens_a_story(text + i)) expect++;
+        first = 0;
+        while (e < len && text[e] == '\n') e++;
+        i = e;
+    }
+    free(text);
+    duet_tokens t = {0};
+    duet_err err = {0};
+    cr_assert_eq(duet_tokens_from_text(&t, path, DUET_SRC_DIR "/models/tok.gguf", &err), 0, "%s", err.msg);
+    duet_vocab *v = NULL;
+    cr_assert_eq(duet_vocab_load_file(&v, DUET_SRC_DIR "/models/tok.gguf", &err), 0, "%s", err.msg);
+    int32_t eot = duet_vocab_eos(v);
+    duet_vocab_free(v);
+    int got = count_id(&t, eot);
+    cr_assert_eq(t.ids[t.n - 1], eot);
+    duet_tokens_free(&t);
+    cr_assert_eq(got, expect, "%d end-of-text tokens, %d stories in the text", got, expect);
+    /* README: about 850 stories, a few dozen of which open otherwise and stay joined */
+    cr_assert(got > 750, "%d stories", got);
 }
 
 Test(train, perplexity_command_matches_the_trainer, .init = mk_tmp, .fini = rm_tmp) {
