@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
         uint8_t want[64];
         for (int i = 0; i < n; i++) tok[i] = (int32_t)((i * 13 + 5) % nv), bs[i] = seq[i / B], want[i] = 1;
         for (int r = 0; r < runs; r++) {
-            const duet_batch b = {n, tok, bs, want, logits};
+            const duet_batch b = {.n_tokens = n, .tokens = tok, .seqs = bs, .want = want, .logits = logits};
             const double t0 = now_s();
             if (duet_eval_batch(m, &b, &err) < 0) {
                 fprintf(stderr, "bench_batch: %s\n", err.msg);

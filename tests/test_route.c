@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "duet/lm_local.h"
+#include "duet/gguf.h"
 #include "duet/model.h"
+#include "duet/quant.h"
 #include "duet/strategy.h"
 #include "testutil.h"
 
@@ -299,4 +301,190 @@ Test(route, signals_match_brute_force) {
     double z = exp(-1) + 1 + exp(4) + 1;
     cr_assert_float_eq(sig[DUET_SIG_NEG_TOP1], -exp(4) / z, 1e-6);
     cr_assert_float_eq(sig[DUET_SIG_NEG_MARGIN], -(exp(4) - 1) / z, 1e-6);
+}
+
+/* The two copy signals against a hand count: the prompt holds tokens 0 and
+ * 3; the last row's most likely token (2) is not among them. */
+Test(route, copy_signals_match_a_hand_count) {
+    enum { V = 4 };
+    const float rows[2 * V] = {3, 0, 0, 0, -1, 0, 4, 0.5f};
+    const int32_t prompt[3] = {0, 3, 3};
+    float sig[DUET_ROUTE_NSIG];
+    duet_route_signals(sig, rows, 2, V, prompt, 3);
+    const double z = exp(-1) + 1 + exp(4) + exp(0.5);
+    cr_assert_float_eq(sig[DUET_SIG_COPY_MISS], 1 - (exp(-1) + exp(0.5)) / z, 1e-6);
+    cr_assert_eq(sig[DUET_SIG_TOP1_NOVEL], 1.0f);
+    const int32_t grounded[3] = {2, 3, 3}; /* now the top token occurs in the prompt */
+    duet_route_signals(sig, rows, 2, V, grounded, 3);
+    cr_assert_eq(sig[DUET_SIG_TOP1_NOVEL], 0.0f);
+    cr_assert_float_eq(sig[DUET_SIG_COPY_MISS], 1 - (exp(4) + exp(0.5)) / z, 1e-6);
+}
+
+/* A boundary that lives in the hidden state (h3 - h7 > 0.2; the signals are
+ * noise): the router fitted with the hidden state finds it, one fitted on the
+ * signals alone cannot, and the file keeps it. */
+Test(route, fit_with_hidden_state_recovers_a_hidden_boundary) {
+    enum { N = 1500, K = DUET_ROUTE_NSIG, H = 16 };
+    float *x = malloc(sizeof *x * N * K), *h = malloc(sizeof *h * N * H);
+    uint8_t *y = malloc(N);
+    uint64_t s = 5;
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < K; k++) x[i * K + k] = (float)gauss(&s);
+        for (int k = 0; k < H; k++) h[i * H + k] = (float)(gauss(&s) * 0.5 + k);
+        y[i] = h[i * H + 3] - 3 - (h[i * H + 7] - 7) > 0.2f;
+    }
+    duet_router r, plain, back;
+    duet_router_init(&r, DUET_ROUTER_LOGISTIC);
+    duet_router_init(&plain, DUET_ROUTER_LOGISTIC);
+    duet_err err = {0};
+    cr_assert_eq(duet_router_fit_h(&r, x, h, H, y, N, &err), 0, "%s", err.msg);
+    cr_assert_eq(duet_router_fit(&plain, x, y, N, &err), 0, "%s", err.msg);
+    cr_assert_eq(r.n_hidden, H);
+    cr_assert_gt(r.h_w[3], 0);
+    cr_assert_lt(r.h_w[7], 0);
+    for (int k = 0; k < H; k++)
+        if (k != 3 && k != 7) cr_assert_lt(fabsf(r.h_w[k]), 0.2f * r.h_w[3], "noise dimension %d: %g", k, r.h_w[k]);
+    int right = 0, right_plain = 0;
+    for (int i = 0; i < 1000; i++) {
+        float sig[K], hid[H];
+        for (int k = 0; k < K; k++) sig[k] = (float)gauss(&s);
+        for (int k = 0; k < H; k++) hid[k] = (float)(gauss(&s) * 0.5 + k);
+        const int want = hid[3] - 3 - (hid[7] - 7) > 0.2f;
+        right += (duet_router_score_h(&r, sig, hid) > 0.5f) == want;
+        right_plain += (duet_router_score(&plain, sig) > 0.5f) == want;
+    }
+    cr_assert_gt(right, 950, "%d/1000 right", right);
+    cr_assert_lt(right_plain, 800, "the signals alone should not find it (%d/1000)", right_plain);
+    char path[] = "/tmp/duet_router_h_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(duet_router_save(&r, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(duet_router_load(&back, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(back.n_hidden, H);
+    cr_assert_float_eq(duet_router_score_h(&back, x, h), duet_router_score_h(&r, x, h), 1e-6);
+    /* a hidden row cut short is an error that names its line */
+    FILE *f = fopen(path, "r");
+    char text[1 << 15];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    char *hw = strstr(text, "\nh_w ");
+    cr_assert(hw);
+    char *end = strchr(hw + 1, '\n');
+    char *cut = end;
+    for (int k = 0; k < 3; k++) /* drop the last three numbers */
+        do cut--;
+        while (*cut != ' ');
+    memmove(cut, end, strlen(end) + 1);
+    f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(duet_router_load(&back, path, &err), DUET_EFORMAT);
+    cr_assert(strstr(err.msg, "h_w needs 16"), "%s", err.msg);
+    unlink(path);
+    duet_router_free(&r), duet_router_free(&plain);
+    free(x), free(h), free(y);
+}
+
+/* The hidden state duet_eval_hidden returns is the output matrix's input:
+ * hidden . W_out[v] is logit v (a brute-force product over the dequantized
+ * rows); its logits are duet_eval's bit for bit, and a batch of two
+ * sequences gives each the hidden rows it gets alone. */
+Test(route, hidden_state_times_output_matrix_is_the_logits, .timeout = 60) {
+    duet_model *m = tu_load_ref("ref-models/llama-a-F32.gguf");
+    const duet_hparams *hp = duet_model_hparams(m);
+    const int E = hp->n_embd, V = duet_model_n_vocab(m);
+    const duet_gguf_tensor *t = duet_gguf_find_tensor(duet_model_gguf(m), "output.weight");
+    if (!t) t = duet_gguf_find_tensor(duet_model_gguf(m), "token_embd.weight");
+    cr_assert(t);
+    const int32_t a[6] = {5, 17, 90, 3, 44, 120}, b[4] = {9, 8, 7, 6};
+    float *lg = malloc(sizeof *lg * 6 * V), *lg2 = malloc(sizeof *lg2 * 6 * V), *hid = malloc(sizeof *hid * 6 * E);
+    float *row = malloc(sizeof *row * E);
+    duet_seq *s;
+    duet_err err = {0};
+    cr_assert_eq(duet_seq_new(&s, m, 64, &err), 0);
+    cr_assert_eq(duet_eval_hidden(s, a, 6, lg, hid, 3, &err), 0, "%s", err.msg);
+    duet_rollback(s, 0);
+    cr_assert_eq(duet_eval(s, a, 6, lg2, 3, &err), 0);
+    cr_assert_arr_eq(lg, lg2, sizeof *lg * 3 * V, "duet_eval_hidden changed the logits");
+    const char *w = t->data;
+    for (int r = 0; r < 3; r++)
+        for (int v = 0; v < V; v += 7) {
+            if (t->type == DUET_TYPE_F32) memcpy(row, w + (size_t)v * E * sizeof *row, sizeof *row * E);
+            else duet_dequantize_row(t->type, w + (size_t)v * duet_row_size(t->type, E), row, E);
+            double dot = 0;
+            for (int e = 0; e < E; e++) dot += (double)hid[(size_t)r * E + e] * row[e];
+            cr_assert_float_eq(lg[(size_t)r * V + v], dot, 1e-3 * (1 + fabs(dot)), "row %d logit %d", r, v);
+        }
+    /* batched with another sequence: the same hidden rows */
+    duet_seq *s2;
+    cr_assert_eq(duet_seq_new(&s2, m, 64, &err), 0);
+    duet_rollback(s, 0);
+    int32_t tok[10];
+    duet_seq *seqs[10];
+    uint8_t want[10];
+    int na = 0, nb = 0; /* a's tokens interleaved with b's */
+    for (int i = 0; i < 10; i++) {
+        const int take_a = (i % 2 == 0 && na < 6) || nb == 4;
+        tok[i] = take_a ? a[na] : b[nb];
+        seqs[i] = take_a ? s : s2;
+        want[i] = take_a ? na >= 3 : 0;
+        take_a ? na++ : nb++;
+    }
+    float *hb = malloc(sizeof *hb * 3 * E), *lb = malloc(sizeof *lb * 3 * V);
+    duet_batch batch = {.n_tokens = 10, .tokens = tok, .seqs = seqs, .want = want, .logits = lb, .hidden = hb};
+    cr_assert_eq(duet_eval_batch(m, &batch, &err), 0, "%s", err.msg);
+    cr_assert_arr_eq(hb, hid, sizeof *hb * 3 * E, "batched hidden rows differ from the solo ones");
+    duet_seq_free(s), duet_seq_free(s2);
+    free(lg), free(lg2), free(hid), free(row), free(hb), free(lb);
+    duet_model_free(m);
+}
+
+/* A route strategy whose router reads the hidden state scores the request
+ * with the mean of the SLM's final hidden states over the prompt: the score
+ * in its stats is the router's on that mean, pooled here from
+ * duet_eval_hidden. A signal model of another width is refused. */
+Test(route, routing_on_the_pooled_hidden_state, .timeout = 60) {
+    duet_model *slm = tu_load_ref("ref-models/llama-a-Q4_0.gguf");
+    const int E = duet_model_hparams(slm)->n_embd, V = duet_model_n_vocab(slm);
+    const int32_t prompt[9] = {8, 16, 32, 64, 128, 256, 7, 77, 7};
+    duet_err err = {0};
+    duet_router r;
+    duet_router_init(&r, DUET_ROUTER_LOGISTIC);
+    r.n_hidden = E;
+    r.h_mean = calloc((size_t)E * 3, sizeof *r.h_mean);
+    r.h_scale = r.h_mean + E, r.h_w = r.h_mean + 2 * E;
+    for (int k = 0; k < E; k++) r.h_scale[k] = 1, r.h_w[k] = (k % 3 == 0) ? 0.5f : -0.25f;
+    r.threshold = INFINITY; /* the SLM answers: the decision is not what is tested */
+    /* the reference score */
+    duet_seq *s;
+    cr_assert_eq(duet_seq_new(&s, slm, 64, &err), 0);
+    float *lg = malloc(sizeof *lg * 9 * V), *hid = malloc(sizeof *hid * 9 * E), *pooled = malloc(sizeof *pooled * E);
+    cr_assert_eq(duet_eval_hidden(s, prompt, 9, lg, hid, 9, &err), 0, "%s", err.msg);
+    float sig[DUET_ROUTE_NSIG];
+    duet_route_signals(sig, lg, 9, V, prompt, 9);
+    duet_route_pool_hidden(pooled, hid, 9, E);
+    const float want = duet_router_score_h(&r, sig, pooled);
+    cr_assert(want != duet_router_score(&r, sig), "the hidden state must move the score");
+    duet_lm *sl;
+    cr_assert_eq(duet_lm_local_new(&sl, slm, 64, "slm", &err), 0);
+    duet_sampler *g = tu_greedy(V);
+    duet_strategy *leg, *rs;
+    cr_assert_eq(duet_strategy_plain(&leg, sl, g, &err), 0);
+    cr_assert_eq(duet_strategy_route(&rs, sl, leg, leg, &r, &err), 0, "%s", err.msg);
+    duet_request q = {.prompt = prompt, .n_prompt = 9, .max_new = 4};
+    cr_assert_eq(duet_run(rs, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
+    duet_stats st;
+    duet_strategy_stats(rs, &st);
+    cr_assert_float_eq(st.confidence, want, 1e-6, "score %g, want %g", st.confidence, want);
+    duet_strategy_free(rs);
+    r.n_hidden = E + 1; /* a router fitted on another model */
+    cr_assert_eq(duet_strategy_route(&rs, sl, leg, leg, &r, &err), DUET_EINVAL);
+    cr_assert(strstr(err.msg, "hidden state"), "%s", err.msg);
+    r.n_hidden = E;
+    duet_router_free(&r);
+    duet_strategy_free(leg), duet_sampler_free(g), duet_lm_free(sl), duet_seq_free(s);
+    free(lg), free(hid), free(pooled);
+    duet_model_free(slm);
 }

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 
-SIGNALS = ["mean_entropy", "max_entropy", "prompt_nll", "neg_top1", "neg_margin"]
+SIGNALS = ["mean_entropy", "max_entropy", "prompt_nll", "neg_top1", "neg_margin", "copy_miss", "top1_novel"]
 
 
 def load_jsonl(path):
@@ -64,17 +64,24 @@ def read_router(path):
                 r[p[0]] = p[1]
             elif p[0] in ("threshold", "share", "b"):
                 r[p[0]] = float(p[1])
-            elif p[0] in ("mean", "scale", "w"):
+            elif p[0] in ("mean", "scale", "w", "h_mean", "h_scale", "h_w"):
                 r[p[0]] = [float(x) for x in p[1:]]
+            elif p[0] == "signals":
+                r["signals"] = p[1:]
     return r
 
 
-def router_score(r, sig):
+def router_score(r, sig, hidden=None):
+    """The router's score of an item: sig, its signals by name; hidden, its pooled
+    hidden state (a router fitted with --hidden needs it)."""
     if r["kind"] == "threshold":
         return sig[r["signal"]]
     if r["kind"] == "logistic":
-        z = r["b"] + sum(r["w"][k] * (sig[s] - r["mean"][k]) / r["scale"][k] for k, s in enumerate(SIGNALS))
-        return 1.0 / (1.0 + math.exp(-z))
+        names = r.get("signals", SIGNALS[:5])  # a v1 file holds the first five
+        z = r["b"] + sum(r["w"][k] * (sig[s] - r["mean"][k]) / r["scale"][k] for k, s in enumerate(names))
+        if "h_w" in r:
+            z += sum(w * (h - m) / sc for w, h, m, sc in zip(r["h_w"], hidden, r["h_mean"], r["h_scale"]))
+        return 1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, z))))
     raise ValueError("no score for a %s router" % r["kind"])
 
 
@@ -225,6 +232,12 @@ def report(out):
     if logistic:
         curves["logistic (route-fit)"] = {
             "pts": routing_curve([router_score(logistic, r["signals"]) for r in slm], ok_s, ok_l), "kind": "route"}
+    lh = os.path.join(out, "router-logistic-hidden.txt")
+    logistic_h = read_router(lh) if os.path.exists(lh) else None
+    if logistic_h:
+        curves["logistic + hidden state (route-fit --hidden)"] = {
+            "pts": routing_curve([router_score(logistic_h, r["signals"], r["hidden"]) for r in slm], ok_s, ok_l),
+            "kind": "route"}
     curves["cascade slm>llm, mean logprob"] = {
         "pts": routing_curve([-r["mean_logprob"] for r in slm], ok_s, ok_l), "kind": "cascade2"}
     curves["cascade slm>llm, min logprob"] = {
@@ -267,7 +280,8 @@ def report(out):
         if name in ("slm", "mid", "llm") or name.startswith(("fit-", "calib-")):
             continue
         p = j.get("params", {})
-        what = {"route-logistic": "route, logistic router", "route-best": "route, threshold on %s" % p.get("signal"),
+        what = {"route-logistic": "route, logistic router",
+                "route-logistic-hidden": "route, logistic router + hidden state", "route-best": "route, threshold on %s" % p.get("signal"),
                 "route-random": "route, random", "cascade2": "cascade slm>llm",
                 "cascade3": "cascade slm>mid>llm"}.get(name, name)
         if name.startswith("defer-"):
@@ -292,6 +306,11 @@ def report(out):
         to = [s > logistic["threshold"] for s in sc]
         acc = sum(ok_l[i] if to[i] else ok_s[i] for i in range(n)) / n
         checks.append(("route, logistic router", sum(to) / n, acc, runs["route-logistic"]))
+    if logistic_h and "route-logistic-hidden" in runs:
+        sc = [router_score(logistic_h, r["signals"], r["hidden"]) for r in slm]
+        to = [s > logistic_h["threshold"] for s in sc]
+        acc = sum(ok_l[i] if to[i] else ok_s[i] for i in range(n)) / n
+        checks.append(("route, logistic router + hidden state", sum(to) / n, acc, runs["route-logistic-hidden"]))
     if "cascade2" in runs:
         t = runs["cascade2"]["params"]["threshold"]
         esc = [r["mean_logprob"] < t for r in slm]

@@ -34,6 +34,7 @@ enum {
     DUET_LM_CAP_TOPK = 1 << 3,     /* eval returns rows that hold only the top-k log-probabilities
                                       (the rest -INFINITY): the argmax is exact, so greedy strategies
                                       work; sampling from such rows would not follow the model */
+    DUET_LM_CAP_HIDDEN = 1 << 4,   /* a block can also return its rows' final hidden states */
 };
 
 typedef struct duet_lm duet_lm;
@@ -46,6 +47,8 @@ typedef struct duet_lm_block {
     int n;
     int n_logits;
     float *logits;         /* (n_logits, n_vocab); NULL when n_logits == 0 */
+    float *hidden;         /* (n_logits, lm->n_embd) or NULL: the same rows' final hidden states (the
+                              output matrix's normalized input; DUET_LM_CAP_HIDDEN, through eval_many) */
 } duet_lm_block;
 
 typedef struct duet_lm_i {
@@ -81,6 +84,7 @@ struct duet_lm {
     void *self;         /* the implementation's state (local: the duet_seq) */
     const void *engine; /* lms with the same engine may share one eval_many pass */
     int n_vocab;
+    int n_embd;         /* width of a hidden state (DUET_LM_CAP_HIDDEN), else 0 */
     const char *name;   /* for messages and accounting ("llm", a file name, a URL) */
     int owned;          /* free() also releases self */
 };

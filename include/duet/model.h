@@ -156,6 +156,12 @@ DUET_API int duet_seq_copy(duet_seq *dst, const duet_seq *src, duet_err *err);
  * does not fit the context or a token id is outside [0, n_vocab);
  * DUET_EINVAL for bad arguments. */
 DUET_API int duet_eval(duet_seq *s, const int32_t *tok, int n, float *logits, int n_logits, duet_err *err);
+/* duet_eval that also writes the final hidden state of the last n_out tokens
+ * -- the normalized vector the output matrix turns into logits -- to hidden
+ * (n_out, n_embd); the logits go to logits (n_out, n_vocab) as in duet_eval.
+ * Routers pool it into a summary of the prompt (strategy.h). */
+DUET_API int duet_eval_hidden(duet_seq *s, const int32_t *tok, int n, float *logits, float *hidden, int n_out,
+                              duet_err *err);
 
 /* A block of tokens of one or more sequences of one model. Tokens of the
  * same sequence take consecutive positions from duet_seq_pos(seq) on, in
@@ -167,6 +173,7 @@ typedef struct duet_batch {
     duet_seq *const *seqs;   /* (n_tokens) the sequence each token extends */
     const uint8_t *want;     /* (n_tokens) nonzero: output this token's logits; NULL: none */
     float *logits;           /* (n_wanted, n_vocab): wanted tokens' rows, in batch order */
+    float *hidden;           /* (n_wanted, n_embd) or NULL: their final hidden states (duet_eval_hidden) */
 } duet_batch;
 
 /* Evaluates the batch; wanted rows go to b->logits in batch order.

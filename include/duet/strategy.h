@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* Routing signals per request (DUET_SIG_* below). */
-#define DUET_ROUTE_NSIG 5
+#define DUET_ROUTE_NSIG 7
 
 /* Why a request ended (OpenAI's finish_reason). Append-only. */
 typedef enum duet_finish {
@@ -116,6 +116,10 @@ typedef struct duet_plan duet_plan;
  * step. */
 DUET_API int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits, float *logits,
                             double *seconds);
+/* duet_plan_eval that also writes the rows' final hidden states to hidden
+ * (n_logits, lm->n_embd); DUET_EUNSUPPORTED unless lm has DUET_LM_CAP_HIDDEN. */
+DUET_API int duet_plan_eval_hidden(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits,
+                                   float *logits, float *hidden, double *seconds);
 
 /* step may return DUET_STEP_WAIT, planning nothing, to let the others go
  * first: the driver asks it again in the same step after every other
@@ -233,6 +237,8 @@ enum {
     DUET_SIG_PROMPT_NLL,       /* mean negative log-likelihood of the prompt's tokens (log perplexity) */
     DUET_SIG_NEG_TOP1,         /* minus the top-1 probability of the first token to generate */
     DUET_SIG_NEG_MARGIN,       /* minus (top-1 - top-2) probability of that token */
+    DUET_SIG_COPY_MISS,        /* 1 - the probability the SLM gives that token's tokens occurring in the prompt */
+    DUET_SIG_TOP1_NOVEL,       /* 1 when the SLM's most likely first token does not occur in the prompt, else 0 */
 };
 DUET_API const char *duet_signal_name(int i); /* "mean_entropy", ... */
 
@@ -241,6 +247,9 @@ DUET_API const char *duet_signal_name(int i); /* "mean_entropy", ... */
  * prompt's tokens (n_prompt). */
 DUET_API void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_rows, int n_vocab,
                                  const int32_t *prompt, int n_prompt);
+/* The pooled hidden state: the mean over the rows of the SLM's final hidden
+ * states hidden (n_rows, n_embd) of the same positions -> pooled (n_embd). */
+DUET_API void duet_route_pool_hidden(float *pooled, const float *hidden, int n_rows, int n_embd);
 
 typedef enum {
     DUET_ROUTER_THRESHOLD = 0, /* one signal against a threshold */
@@ -252,7 +261,9 @@ typedef struct duet_router {
     duet_router_kind kind;
     int signal;                    /* THRESHOLD: which signal */
     float mean[DUET_ROUTE_NSIG], scale[DUET_ROUTE_NSIG]; /* LOGISTIC: standardization */
-    float w[DUET_ROUTE_NSIG], b;   /* LOGISTIC: P(needs the LLM) = sigmoid(w . z + b) */
+    float w[DUET_ROUTE_NSIG], b;   /* LOGISTIC: P(needs the LLM) = sigmoid(w . z + hw . zh + b) */
+    int n_hidden;                  /* LOGISTIC: width of the pooled hidden state it reads too (0: signals only) */
+    float *h_mean, *h_scale, *h_w; /* (n_hidden) each, owned: standardization and weights of the hidden state */
     float threshold;               /* route to the LLM when score > threshold */
     float share;                   /* RANDOM: P(LLM); online: the target share */
     /* online recalibration: the threshold follows the (1 - share) quantile of
@@ -265,9 +276,12 @@ typedef struct duet_router {
 } duet_router;
 
 DUET_API void duet_router_init(duet_router *r, duet_router_kind kind);
-DUET_API void duet_router_free(duet_router *r); /* the ring of online recalibration */
+DUET_API void duet_router_free(duet_router *r); /* the ring of online recalibration, the hidden weights */
 /* The router's score of a request (higher: more in need of the LLM). */
 DUET_API float duet_router_score(const duet_router *r, const float sig[DUET_ROUTE_NSIG]);
+/* The same with the request's pooled hidden state (r->n_hidden values; NULL
+ * counts as the fitted mean, so its terms vanish). */
+DUET_API float duet_router_score_h(const duet_router *r, const float sig[DUET_ROUTE_NSIG], const float *hidden);
 /* The decision (1: the LLM) for a request with this score; records it for
  * online recalibration when that is on. */
 DUET_API int duet_router_decide(duet_router *r, float score);
@@ -275,12 +289,19 @@ DUET_API int duet_router_decide(duet_router *r, float score);
  * by Newton's method with a small L2 penalty. */
 DUET_API int duet_router_fit(duet_router *r, const float *sig /* (n, DUET_ROUTE_NSIG) */, const uint8_t *y, int n,
                              duet_err *err);
+/* duet_router_fit on the signals and the pooled hidden states hidden
+ * (n, n_hidden) together; the L2 penalty of the wider model is picked by
+ * 5-fold cross-validation on the held-out log-likelihood. */
+DUET_API int duet_router_fit_h(duet_router *r, const float *sig /* (n, DUET_ROUTE_NSIG) */,
+                               const float *hidden /* (n, n_hidden) */, int n_hidden, const uint8_t *y, int n,
+                               duet_err *err);
 /* Sets the threshold so that exactly round(share * n) of these scores route
  * to the LLM (the midpoint between the two scores at the boundary). */
 DUET_API int duet_router_calibrate(duet_router *r, const float *scores, int n, float share, duet_err *err);
 /* Online recalibration toward `share` over the last `window` requests. */
 DUET_API int duet_router_online(duet_router *r, float share, int window, duet_err *err);
-/* A small text file (duet-router v1); errors name the line. */
+/* A small text file (duet-router v2; v1 files of five signals load too);
+ * errors name the line. */
 DUET_API int duet_router_save(const duet_router *r, const char *path, duet_err *err);
 DUET_API int duet_router_load(duet_router *r, const char *path, duet_err *err);
 

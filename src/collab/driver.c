@@ -34,7 +34,13 @@ struct duet_driver {
 
 int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits, float *logits,
                    double *seconds) {
+    return duet_plan_eval_hidden(p, lm, tok, n, n_logits, logits, NULL, seconds);
+}
+
+int duet_plan_eval_hidden(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_logits, float *logits,
+                          float *hidden, double *seconds) {
     if (!lm || !tok || n < 1 || n_logits < 0 || n_logits > n || (n_logits && !logits)) return DUET_EINVAL;
+    if (hidden && !(duet_lm_caps(lm) & DUET_LM_CAP_HIDDEN)) return DUET_EUNSUPPORTED;
     for (int i = 0; i < p->n; i++)
         if (p->blocks[i].lm == lm) return DUET_EINVAL; /* one block per sequence per step */
     if (p->n == p->cap) {
@@ -50,7 +56,8 @@ int duet_plan_eval(duet_plan *p, duet_lm *lm, const int32_t *tok, int n, int n_l
         if (!b || !s || !o || !f) return DUET_ENOMEM;
         p->cap = cap;
     }
-    p->blocks[p->n] = (duet_lm_block){.lm = lm, .tokens = tok, .n = n, .n_logits = n_logits, .logits = logits};
+    p->blocks[p->n] =
+        (duet_lm_block){.lm = lm, .tokens = tok, .n = n, .n_logits = n_logits, .logits = logits, .hidden = hidden};
     p->seconds[p->n] = seconds;
     p->owner[p->n] = p->current;
     p->failed[p->n] = 0;

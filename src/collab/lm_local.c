@@ -13,23 +13,27 @@ static int seq_eval(duet_lm *lm, const int32_t *tok, int n, float *logits, int n
 /* One duet_eval_batch over every block: the engine gives each row the bits
  * it would get alone (model.h), so batching never changes an output. */
 static int seq_eval_many(const duet_lm_block *b, int n_blocks, duet_err *err) {
+    if (n_blocks == 1 && b[0].hidden && b[0].n_logits)
+        return duet_eval_hidden(b[0].lm->self, b[0].tokens, b[0].n, b[0].logits, b[0].hidden, b[0].n_logits, err);
     if (n_blocks == 1) return seq_eval(b[0].lm, b[0].tokens, b[0].n, b[0].logits, b[0].n_logits, err);
-    int n_tok = 0, n_want = 0;
+    int n_tok = 0, n_want = 0, any_hidden = 0;
     for (int i = 0; i < n_blocks; i++) {
         if (b[i].n < 1 || b[i].n_logits < 0 || b[i].n_logits > b[i].n)
             return duet_err_set(err, DUET_EINVAL, "eval_many: block %d has %d tokens and %d logit rows", i, b[i].n,
                                 b[i].n_logits);
         n_tok += b[i].n;
         n_want += b[i].n_logits;
+        any_hidden |= b[i].hidden != NULL && b[i].n_logits > 0;
     }
     duet_model *m = duet_seq_model(b[0].lm->self);
-    const size_t nv = (size_t)duet_model_n_vocab(m);
+    const size_t nv = (size_t)duet_model_n_vocab(m), ne = (size_t)duet_model_hparams(m)->n_embd;
     int32_t *tok = malloc(sizeof *tok * (size_t)n_tok);          /* (n_tok) */
     duet_seq **seqs = malloc(sizeof *seqs * (size_t)n_tok);      /* (n_tok) */
     uint8_t *want = malloc((size_t)n_tok);                       /* (n_tok) */
     float *rows = n_want ? malloc(sizeof *rows * nv * (size_t)n_want) : NULL; /* (n_want, n_vocab) */
+    float *hrows = any_hidden ? malloc(sizeof *hrows * ne * (size_t)n_want) : NULL; /* (n_want, n_embd) */
     int rc = 0;
-    if (!tok || !seqs || !want || (n_want && !rows)) {
+    if (!tok || !seqs || !want || (n_want && !rows) || (any_hidden && !hrows)) {
         rc = duet_err_set(err, DUET_ENOMEM, "eval_many: out of memory for %d tokens", n_tok);
         goto done;
     }
@@ -39,15 +43,17 @@ static int seq_eval_many(const duet_lm_block *b, int n_blocks, duet_err *err) {
             seqs[at] = b[i].lm->self;
             want[at] = j >= b[i].n - b[i].n_logits;
         }
-    duet_batch batch = {.n_tokens = n_tok, .tokens = tok, .seqs = seqs, .want = want, .logits = rows};
+    duet_batch batch = {.n_tokens = n_tok, .tokens = tok, .seqs = seqs, .want = want, .logits = rows, .hidden = hrows};
     rc = duet_eval_batch(m, &batch, err);
     if (rc < 0) goto done;
     for (int i = 0, r = 0; i < n_blocks; i++) {
         if (b[i].n_logits) memcpy(b[i].logits, rows + (size_t)r * nv, sizeof *rows * nv * (size_t)b[i].n_logits);
+        if (b[i].n_logits && b[i].hidden)
+            memcpy(b[i].hidden, hrows + (size_t)r * ne, sizeof *hrows * ne * (size_t)b[i].n_logits);
         r += b[i].n_logits;
     }
 done:
-    free(tok), free(seqs), free(want), free(rows);
+    free(tok), free(seqs), free(want), free(rows), free(hrows);
     return rc;
 }
 
@@ -116,7 +122,7 @@ static void seq_free(duet_lm *lm) {
 
 static const duet_lm_i local_iface = {
     .kind = "local",
-    .caps = DUET_LM_CAP_LOGITS | DUET_LM_CAP_SCORE | DUET_LM_CAP_GENERATE,
+    .caps = DUET_LM_CAP_LOGITS | DUET_LM_CAP_SCORE | DUET_LM_CAP_GENERATE | DUET_LM_CAP_HIDDEN,
     .eval = seq_eval,
     .eval_many = seq_eval_many,
     .score = seq_score,
@@ -131,7 +137,7 @@ static const duet_lm_i local_iface = {
 duet_lm duet_lm_from_seq(duet_seq *s) {
     duet_model *m = duet_seq_model(s);
     return (duet_lm){.iface = &local_iface, .self = s, .engine = m, .n_vocab = duet_model_n_vocab(m),
-                     .name = "local"};
+                     .n_embd = duet_model_hparams(m)->n_embd, .name = "local"};
 }
 
 int duet_lm_local_new(duet_lm **out, duet_model *m, int n_ctx, const char *name, duet_err *err) {

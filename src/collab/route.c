@@ -17,6 +17,8 @@ typedef struct {
     duet_router *router;
     collab_req r;           /* the request as the consumer gave it */
     float *rows;            /* (MAX_SIGNAL_ROWS, n_vocab) */
+    float *hidden;          /* (MAX_SIGNAL_ROWS, n_embd) when the router reads the hidden state, else NULL */
+    float *pooled;          /* (n_embd) their mean */
     int n_rows;
     int chosen;             /* -1 before the decision */
     float score;
@@ -47,7 +49,8 @@ static int route_reset(duet_strategy *s, const duet_request *q, duet_err *err) {
 static int route_step(duet_strategy *s, duet_plan *plan, duet_err *err) {
     route_strategy *rs = (route_strategy *)s;
     if (rs->chosen < 0)
-        return duet_plan_eval(plan, rs->sig_lm, rs->r.hist, rs->r.n_prompt, rs->n_rows, rs->rows, &rs->seconds);
+        return duet_plan_eval_hidden(plan, rs->sig_lm, rs->r.hist, rs->r.n_prompt, rs->n_rows, rs->rows, rs->hidden,
+                                     &rs->seconds);
     duet_strategy *leg = rs->legs[rs->chosen];
     return leg->iface->step(leg, plan, err);
 }
@@ -56,7 +59,8 @@ static int route_accept(duet_strategy *s, duet_err *err) {
     route_strategy *rs = (route_strategy *)s;
     if (rs->chosen < 0) { /* the signals arrived: decide, then start the leg */
         duet_route_signals(rs->sig, rs->rows, rs->n_rows, rs->sig_lm->n_vocab, rs->r.hist, rs->r.n_prompt);
-        rs->score = duet_router_score(rs->router, rs->sig);
+        if (rs->hidden) duet_route_pool_hidden(rs->pooled, rs->hidden, rs->n_rows, rs->sig_lm->n_embd);
+        rs->score = duet_router_score_h(rs->router, rs->sig, rs->hidden ? rs->pooled : NULL);
         rs->chosen = duet_router_decide(rs->router, rs->score) ? 1 : 0;
         duet_request q = {.prompt = rs->r.hist, .n_prompt = rs->r.n_prompt, .max_new = rs->r.max_new,
                           .stop_ids = rs->r.stop_ids, .n_stop_ids = rs->r.n_stop, .emit = pass_token, .user = rs,
@@ -102,7 +106,7 @@ static void route_stats(const duet_strategy *s, duet_stats *out) {
 static void route_free(duet_strategy *s) {
     route_strategy *rs = (route_strategy *)s;
     collab_req_free(&rs->r);
-    free(rs->rows);
+    free(rs->rows), free(rs->hidden), free(rs->pooled);
     free(rs);
 }
 
@@ -117,10 +121,17 @@ int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *
         return duet_err_set(err, DUET_EINVAL, "route: need the SLM, both legs and a router");
     if (!(duet_lm_caps(signal_lm) & DUET_LM_CAP_LOGITS))
         return duet_err_set(err, DUET_EUNSUPPORTED, "route: the signal model %s does not return logits", signal_lm->name);
+    const int H = router->kind == DUET_ROUTER_LOGISTIC ? router->n_hidden : 0;
+    if (H && (!(duet_lm_caps(signal_lm) & DUET_LM_CAP_HIDDEN) || signal_lm->n_embd != H))
+        return duet_err_set(err, DUET_EINVAL,
+                            "route: the router reads a hidden state of %d values; the signal model %s gives %d", H,
+                            signal_lm->name, duet_lm_caps(signal_lm) & DUET_LM_CAP_HIDDEN ? signal_lm->n_embd : 0);
     route_strategy *rs = calloc(1, sizeof *rs);
     if (rs) rs->rows = malloc(sizeof *rs->rows * (size_t)signal_lm->n_vocab * MAX_SIGNAL_ROWS);
-    if (!rs || !rs->rows) {
-        if (rs) free(rs->rows);
+    if (rs && H) rs->hidden = malloc(sizeof *rs->hidden * (size_t)H * MAX_SIGNAL_ROWS);
+    if (rs && H) rs->pooled = malloc(sizeof *rs->pooled * (size_t)H);
+    if (!rs || !rs->rows || (H && (!rs->hidden || !rs->pooled))) {
+        if (rs) free(rs->rows), free(rs->hidden), free(rs->pooled);
         free(rs);
         return duet_err_set(err, DUET_ENOMEM, "route: out of memory");
     }

@@ -198,7 +198,7 @@ static void add_rows(float *x, const float *o, size_t count) {
 }
 
 int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq, const int *pos,
-                 const int *out_rows, int n_out, float *logits, int consistent, duet_err *err) {
+                 const int *out_rows, int n_out, float *logits, float *hidden, int consistent, duet_err *err) {
     const duet_hparams *hp = &m->hp;
     const int E = hp->n_embd, HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD;
     const int F = hp->n_ff, NR = hp->n_rot;
@@ -259,6 +259,7 @@ int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq,
     }
     if (n_out == 0) return 0;
     for (int i = 0; i < n_out; i++) duet_rms_norm(xn + (size_t)i * E, x + (size_t)i * E, m->output_norm, E, hp->rms_eps);
+    if (hidden) memcpy(hidden, xn, sizeof *xn * (size_t)n_out * (size_t)E);
     matmul(m, logits, &m->output, xn, n_out, consistent);
     return 0;
 }
@@ -306,7 +307,7 @@ static void permute_rows(float *rows, int *dest, int n, size_t width, float *tmp
  * rows are written in pass order and then moved to batch order in place.
  * One sequence's block (duet_eval) is a single pass already in batch order. */
 static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *seqs, duet_seq *single,
-                     const uint8_t *want, int n_last, float *logits, duet_err *err) {
+                     const uint8_t *want, int n_last, float *logits, float *hidden, duet_err *err) {
     if (n < 0) return duet_err_set(err, DUET_EINVAL, "negative token count %d", n);
     if (n == 0) return 0;
     if (!tok) return duet_err_set(err, DUET_EINVAL, "NULL token array");
@@ -380,7 +381,8 @@ static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *
     for (int j = 0; j < n; j++) max_ctx = ws->bpos[j] + 1 > max_ctx ? ws->bpos[j] + 1 : max_ctx;
     if ((rc = reserve_tokens(m, n < m->n_ubatch ? n : m->n_ubatch, err)) || (rc = reserve_attention(m, max_ctx, err)))
         goto done;
-    if (permute && !ws->lrow && grow((void **)&ws->lrow, V * sizeof(float))) {
+    const size_t E = (size_t)m->hp.n_embd;
+    if (permute && !ws->lrow && grow((void **)&ws->lrow, (V > E ? V : E) * sizeof(float))) {
         rc = duet_err_set(err, DUET_ENOMEM, "out of memory for a logits row");
         goto done;
     }
@@ -399,10 +401,15 @@ static int eval_core(duet_model *m, int n, const int32_t *tok, duet_seq *const *
             while (first + cnt < n_want && ws->brows[first + cnt] < start + len) cnt++;
             for (int r = 0; r < cnt; r++) ws->brows[first + r] -= start;
             rc = duet_forward(m, len, ptok + start, ws->bseq + start, ws->bpos + start, ws->brows + first, cnt,
-                              cnt ? logits + (size_t)first * V : NULL, consistent, err);
+                              cnt ? logits + (size_t)first * V : NULL, cnt && hidden ? hidden + (size_t)first * E : NULL,
+                              consistent, err);
             if (rc) goto done; /* not reached: everything is reserved */
             done_rows += cnt;
         }
+    }
+    if (permute && hidden) { /* permute_rows consumes the permutation: the hidden rows take a copy */
+        memcpy(ws->brank, ws->bdest, sizeof *ws->bdest * (size_t)n_want);
+        permute_rows(hidden, ws->brank, n_want, E, ws->lrow);
     }
     if (permute) permute_rows(logits, ws->bdest, n_want, V, ws->lrow);
     for (int j = 0; j < n; j++) {
@@ -421,11 +428,21 @@ int duet_eval(duet_seq *s, const int32_t *tok, int n, float *logits, int n_logit
     if (!s) return duet_err_set(err, DUET_EINVAL, "duet_eval: NULL sequence");
     if (n_logits < 0 || n_logits > (n > 0 ? n : 0))
         return duet_err_set(err, DUET_EINVAL, "duet_eval: n_logits %d is outside [0, %d]", n_logits, n > 0 ? n : 0);
-    return eval_core(s->model, n, tok, NULL, s, NULL, n_logits, logits, err);
+    return eval_core(s->model, n, tok, NULL, s, NULL, n_logits, logits, NULL, err);
+}
+
+int duet_eval_hidden(duet_seq *s, const int32_t *tok, int n, float *logits, float *hidden, int n_out, duet_err *err) {
+    if (!s) return duet_err_set(err, DUET_EINVAL, "duet_eval_hidden: NULL sequence");
+    if (n_out < 0 || n_out > (n > 0 ? n : 0))
+        return duet_err_set(err, DUET_EINVAL, "duet_eval_hidden: n_out %d is outside [0, %d]", n_out, n > 0 ? n : 0);
+    if (n_out && !hidden) return duet_err_set(err, DUET_EINVAL, "duet_eval_hidden: NULL hidden buffer");
+    if (n_out && !logits) /* the output matrix's rows are computed anyway: a scratch home for them */
+        return duet_err_set(err, DUET_EINVAL, "duet_eval_hidden: NULL logits buffer");
+    return eval_core(s->model, n, tok, NULL, s, NULL, n_out, logits, hidden, err);
 }
 
 int duet_eval_batch(duet_model *m, const duet_batch *b, duet_err *err) {
     if (!m || !b) return duet_err_set(err, DUET_EINVAL, "duet_eval_batch: NULL argument");
     if (b->n_tokens > 0 && !b->seqs) return duet_err_set(err, DUET_EINVAL, "duet_eval_batch: NULL sequence array");
-    return eval_core(m, b->n_tokens, b->tokens, b->seqs, NULL, b->want, 0, b->logits, err);
+    return eval_core(m, b->n_tokens, b->tokens, b->seqs, NULL, b->want, 0, b->logits, b->hidden, err);
 }

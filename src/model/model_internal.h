@@ -117,11 +117,12 @@ int duet_model_read_hparams(duet_model *m, duet_err *err);
 
 /* forward.c: one micro-batch of n tokens (n <= m->n_ubatch). seq[i]/pos[i]:
  * where token i goes; out_rows lists the n_out batch rows whose logits go to
- * logits (n_out, n_vocab). consistent: every token computed bit-identically to
+ * logits (n_out, n_vocab) and, when hidden is not NULL, whose final hidden
+ * states (the output matrix's normalized input) go to hidden (n_out, n_embd). consistent: every token computed bit-identically to
  * a one-token forward of it (matmuls and attention in the one-token arithmetic). The caller holds eval_lock and has validated
  * everything. */
 int duet_forward(duet_model *m, int n, const int32_t *tok, duet_seq *const *seq, const int *pos,
-                 const int *out_rows, int n_out, float *logits, int consistent, duet_err *err);
+                 const int *out_rows, int n_out, float *logits, float *hidden, int consistent, duet_err *err);
 void duet_workspace_free(duet_workspace *ws);
 
 #endif

@@ -57,6 +57,7 @@ static int parse_item(eval_item *e, const char *text, size_t len, const char *cm
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     const cJSON *lab = cJSON_GetObjectItemCaseSensitive(o, "label");
     const cJSON *sig = cJSON_GetObjectItemCaseSensitive(o, "signals");
+    const cJSON *hid = cJSON_GetObjectItemCaseSensitive(o, "hidden");
     if (!cJSON_IsString(p) || !p->valuestring[0]) {
         rc = item_error(cmd, path, line, "\"prompt\" is missing or not a non-empty string");
         goto done;
@@ -83,19 +84,44 @@ static int parse_item(eval_item *e, const char *text, size_t len, const char *cm
     }
     if (sig && !cJSON_IsNull(sig)) {
         if (!cJSON_IsObject(sig)) {
-            rc = item_error(cmd, path, line, "\"signals\" must be an object of the five signals by name");
+            rc = item_error(cmd, path, line, "\"signals\" must be an object of the signals by name");
             goto done;
         }
+        e->has_sig = 1;
         for (int k = 0; k < DUET_ROUTE_NSIG; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(sig, duet_signal_name(k));
+            if (!v) { /* a file of an older duet with fewer signals: they are computed again */
+                e->has_sig = 0;
+                continue;
+            }
             if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
-                snprintf(why, sizeof why, "\"signals\" lacks a finite \"%s\"", duet_signal_name(k));
+                snprintf(why, sizeof why, "\"signals\": \"%s\" is not a finite number", duet_signal_name(k));
                 rc = item_error(cmd, path, line, why);
                 goto done;
             }
             e->sig[k] = (float)v->valuedouble;
         }
-        e->has_sig = 1;
+    }
+    if (hid && !cJSON_IsNull(hid)) {
+        const int nh = cJSON_IsArray(hid) ? cJSON_GetArraySize(hid) : 0;
+        if (nh < 1 || nh > 1 << 16) {
+            rc = item_error(cmd, path, line, "\"hidden\" must be a non-empty array of numbers");
+            goto done;
+        }
+        if (!(e->hidden = malloc(sizeof *e->hidden * (size_t)nh))) {
+            rc = item_error(cmd, path, line, "out of memory");
+            goto done;
+        }
+        e->n_hidden = nh;
+        int k = 0;
+        for (const cJSON *v = hid->child; v; v = v->next, k++) {
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+                snprintf(why, sizeof why, "\"hidden\"[%d] is not a finite number", k);
+                rc = item_error(cmd, path, line, why);
+                goto done;
+            }
+            e->hidden[k] = (float)v->valuedouble;
+        }
     }
     e->prompt = strdup(p->valuestring);
     e->answer = cJSON_IsString(a) ? strdup(a->valuestring) : NULL;
@@ -109,7 +135,7 @@ static int parse_item(eval_item *e, const char *text, size_t len, const char *cm
     rc = 0;
 done:
     cJSON_Delete(o);
-    if (rc) free(e->prompt), free(e->answer), free(e->id), memset(e, 0, sizeof *e);
+    if (rc) free(e->prompt), free(e->answer), free(e->id), free(e->hidden), memset(e, 0, sizeof *e);
     return rc;
 }
 
@@ -164,7 +190,7 @@ int eval_items_load(eval_items *it, const char *path, const char *cmd, int label
 
 void eval_items_free(eval_items *it) {
     for (int i = 0; i < it->n; i++) {
-        free(it->v[i].id), free(it->v[i].prompt), free(it->v[i].answer), free(it->v[i].tok);
+        free(it->v[i].id), free(it->v[i].prompt), free(it->v[i].answer), free(it->v[i].tok), free(it->v[i].hidden);
     }
     free(it->v);
     it->v = NULL;
@@ -685,25 +711,34 @@ int eval_run(eval_env *e, const eval_spec *sp, const eval_items *it, eval_out *o
 int eval_signals(eval_env *e, int slm, eval_items *it, double *seconds, duet_err *err) {
     enum { MAX_ROWS = 256 }; /* as the route strategy: the prompt's last 256 positions */
     duet_lm *lm = NULL;
-    const int nv = duet_model_n_vocab(e->mod[slm].m);
-    float *rows = malloc(sizeof *rows * (size_t)nv * MAX_ROWS);
-    int rc = rows ? duet_lm_local_new(&lm, e->mod[slm].m, e->n_ctx, "signals", err)
-                  : duet_err_set(err, DUET_ENOMEM, "out of memory");
+    const int nv = duet_model_n_vocab(e->mod[slm].m), ne = duet_model_hparams(e->mod[slm].m)->n_embd;
+    float *rows = malloc(sizeof *rows * (size_t)nv * MAX_ROWS);  /* (MAX_ROWS, n_vocab) */
+    float *hidden = malloc(sizeof *rows * (size_t)ne * MAX_ROWS); /* (MAX_ROWS, n_embd) */
+    int rc = rows && hidden ? duet_lm_local_new(&lm, e->mod[slm].m, e->n_ctx, "signals", err)
+                            : duet_err_set(err, DUET_ENOMEM, "out of memory");
     const double t0 = now_s();
     int last_tenth = -1, done = 0;
     for (int i = 0; rc == 0 && i < it->n; i++) {
         eval_item *x = &it->v[i];
-        if (x->has_sig) continue;
+        if (x->has_sig && x->hidden) continue;
         const int n_rows = x->n_tok < MAX_ROWS ? x->n_tok : MAX_ROWS;
         if ((rc = duet_lm_rollback(lm, 0, err)) < 0) break;
-        if ((rc = duet_lm_eval(lm, x->tok, x->n_tok, rows, n_rows, err)) < 0) break;
-        duet_route_signals(x->sig, rows, n_rows, nv, x->tok, x->n_tok);
+        if ((rc = duet_eval_hidden(duet_lm_local_seq(lm), x->tok, x->n_tok, rows, hidden, n_rows, err)) < 0) break;
+        if (!x->has_sig) duet_route_signals(x->sig, rows, n_rows, nv, x->tok, x->n_tok);
         x->has_sig = 1;
+        if (!x->hidden) {
+            if (!(x->hidden = malloc(sizeof *x->hidden * (size_t)ne))) {
+                rc = duet_err_set(err, DUET_ENOMEM, "out of memory");
+                break;
+            }
+            x->n_hidden = ne;
+            duet_route_pool_hidden(x->hidden, hidden, n_rows, ne);
+        }
         progress(e, "signals", ++done, it->n, -1, 0, t0, &last_tenth);
     }
     if (seconds) *seconds = now_s() - t0;
     duet_lm_free(lm);
-    free(rows);
+    free(rows), free(hidden);
     return rc < 0 ? rc : 0;
 }
 
@@ -975,7 +1010,7 @@ int cmd_eval(int argc, char **argv) {
             analysis_s += t;
             float *sc = malloc(sizeof *sc * (size_t)n);
             if (!sc) goto oom;
-            for (int i = 0; i < n; i++) sc[i] = duet_router_score(&router, items.v[i].sig);
+            for (int i = 0; i < n; i++) sc[i] = duet_router_score_h(&router, items.v[i].sig, items.v[i].hidden);
             rc = duet_router_calibrate(&router, sc, n, a.share, &err);
             free(sc);
             if (rc < 0) goto fail;
@@ -1136,6 +1171,7 @@ int cmd_eval(int argc, char **argv) {
             if (s == S_DEFER) cJSON_AddNumberToObject(r, "deferred", o->deferred);
             if (o->has_sig) add_signals(r, o->sig);
             else if (x->has_sig) add_signals(r, x->sig);
+            if (x->hidden) cJSON_AddItemToObject(r, "hidden", cJSON_CreateFloatArray(x->hidden, x->n_hidden));
             cJSON_AddNumberToObject(r, "latency_s", o->latency);
             char *line = cJSON_PrintUnformatted(r);
             cJSON_Delete(r);

@@ -24,6 +24,8 @@ typedef struct eval_item {
     int label;         /* route-fit: 0/1 from the line's "label", -1 when absent */
     int has_sig;       /* sig is known (given in the line, or computed) */
     float sig[DUET_ROUTE_NSIG];
+    float *hidden;     /* (n_hidden) the SLM's pooled hidden state (the line's "hidden", or computed), or NULL */
+    int n_hidden;
 } eval_item;
 
 typedef struct eval_items {
@@ -34,7 +36,8 @@ typedef struct eval_items {
 
 /* Reads one JSON object per line ({"prompt": ..., "answer": ...}; blank lines
  * are skipped, other fields ignored except "id", "label" (0/1) and "signals"
- * (an object of the five signals by name)). need_answer: every line needs an
+ * (an object of the signals by name) and "hidden" (the pooled hidden state, an
+ * array of numbers)). need_answer: every line needs an
  * answer unless it has a label (label_ok). On a malformed line prints
  * "duet CMD: PATH:LINE: why" and returns -1. */
 int eval_items_load(eval_items *it, const char *path, const char *cmd, int label_ok);

@@ -40,7 +40,7 @@ static int parse_share(const char *v, void *dest) {
 int cmd_route_fit(int argc, char **argv) {
     const char *slm = NULL, *llm = NULL, *path = NULL, *outp = NULL, *signal = NULL, *dump = NULL;
     int kind = 0, label_kind = 0, threads = duet_cli_default_threads(), max_new = EVAL_DEFAULT_MAX_NEW, batch = 8;
-    int json = 0, quiet = 0, share_set = 0;
+    int json = 0, quiet = 0, share_set = 0, use_hidden = 0;
     float share = 0.5f;
     static const char *const kinds[] = {"logistic", "threshold", "random", NULL};
     static const char *const labels[] = {"gain", "slm-wrong", NULL};
@@ -49,8 +49,10 @@ int cmd_route_fit(int argc, char **argv) {
         DUET_OPT_STR("model", 'm', &llm, "LLM", "the large model"),
         DUET_OPT_STR("file", 'f', &path, "CALIB.jsonl", "the calibration items (required)"),
         DUET_OPT_STR("output", 'o', &outp, "ROUTER", "the router file to write (required)"),
-        DUET_OPT_CHOICE("kind", 0, &kind, kinds, "logistic regression on the five signals (default), one signal's "
+        DUET_OPT_CHOICE("kind", 0, &kind, kinds, "logistic regression on the signals (default), one signal's "
                                                   "threshold, or the random baseline"),
+        DUET_OPT_FLAG("hidden", 0, &use_hidden, "logistic: the SLM's pooled hidden state too (the L2 penalty by "
+                                                "5-fold cross-validation)"),
         DUET_OPT_STR("signal", 0, &signal, "NAME", "threshold: the signal (default: the best by AUC on the labels)"),
         {.name = "llm-share", .type = DUET_OPTT_CUSTOM, .dest = &share, .parse = parse_share, .given = &share_set,
          .arg = "X in [0, 1]", .help = "calibrate the threshold to send this share of the items to the LLM"},
@@ -69,7 +71,9 @@ int cmd_route_fit(int argc, char **argv) {
     const char *c = "route-fit";
     if (!path || !outp) return duet_opts_error(c, "need -f CALIB.jsonl and -o ROUTER (duet route-fit --help)");
     if (signal && eval_signal_index(signal) < 0)
-        return duet_opts_error(c, "--signal takes mean_entropy, max_entropy, prompt_nll, neg_top1 or neg_margin");
+        return duet_opts_error(c, "--signal takes mean_entropy, max_entropy, prompt_nll, neg_top1, neg_margin, "
+                                  "copy_miss or top1_novel");
+    if (use_hidden && kind != 0) return duet_opts_error(c, "--hidden is for --kind logistic");
     if (signal && kind != 1) return duet_opts_error(c, "--signal is for --kind threshold");
     if (kind != 0 && !share_set) return duet_opts_error(c, "--kind %s needs --llm-share X", kinds[kind]);
 
@@ -77,7 +81,7 @@ int cmd_route_fit(int argc, char **argv) {
     eval_env env = {0};
     eval_out *o_slm = NULL, *o_llm = NULL;
     uint8_t *y = NULL;
-    float *sig = NULL, *score = NULL;
+    float *sig = NULL, *score = NULL, *hid = NULL;
     int8_t *ok_slm = NULL, *ok_llm = NULL;
     char *dump_text = NULL, *tmp = NULL;
     duet_router r;
@@ -88,7 +92,8 @@ int cmd_route_fit(int argc, char **argv) {
     if (eval_items_load(&items, path, c, 1) < 0) return 1;
     const int n = items.n;
     int need_sig = 0, need_label = 0;
-    for (int i = 0; i < n; i++) need_sig |= !items.v[i].has_sig, need_label |= items.v[i].label < 0;
+    for (int i = 0; i < n; i++)
+        need_sig |= !items.v[i].has_sig || (use_hidden && !items.v[i].hidden), need_label |= items.v[i].label < 0;
     if ((need_sig || need_label) && !slm) {
         fprintf(stderr, "duet route-fit: %s: some items lack %s: need --slm SLM\n", path,
                 need_label ? "a label" : "signals");
@@ -105,11 +110,19 @@ int cmd_route_fit(int argc, char **argv) {
         if (eval_items_tokenize(&env, &items) < 0) goto done;
     }
     if (need_sig && eval_signals(&env, 0, &items, NULL, &err) < 0) goto fail;
+    const int n_hidden = use_hidden ? items.v[0].n_hidden : 0;
+    for (int i = 0; i < n && use_hidden; i++)
+        if (items.v[i].n_hidden != n_hidden) {
+            fprintf(stderr, "duet route-fit: %s:%d: a hidden state of %d values, the first item's has %d\n", path,
+                    items.v[i].line, items.v[i].n_hidden, n_hidden);
+            goto done;
+        }
 
     /* labels: both models answer the items that have none */
     ok_slm = malloc((size_t)n), ok_llm = malloc((size_t)n), y = malloc((size_t)n);
     sig = malloc(sizeof *sig * (size_t)n * DUET_ROUTE_NSIG), score = malloc(sizeof *score * (size_t)n);
-    if (!ok_slm || !ok_llm || !y || !sig || !score) goto oom;
+    if (n_hidden) hid = malloc(sizeof *hid * (size_t)n * (size_t)n_hidden); /* (n, n_hidden) */
+    if (!ok_slm || !ok_llm || !y || !sig || !score || (n_hidden && !hid)) goto oom;
     memset(ok_slm, -1, (size_t)n), memset(ok_llm, -1, (size_t)n);
     if (need_label) {
         eval_items sub = {.path = items.path};
@@ -142,6 +155,7 @@ int cmd_route_fit(int argc, char **argv) {
         y[i] = (uint8_t)items.v[i].label;
         pos += y[i];
         memcpy(sig + (size_t)i * DUET_ROUTE_NSIG, items.v[i].sig, sizeof items.v[i].sig);
+        if (n_hidden) memcpy(hid + (size_t)i * n_hidden, items.v[i].hidden, sizeof *hid * (size_t)n_hidden);
     }
 
     /* how well each signal alone orders the labels */
@@ -153,14 +167,15 @@ int cmd_route_fit(int argc, char **argv) {
         if (!(auc[best] >= auc[k])) best = k;
     }
     if (kind == 0) {
-        if (duet_router_fit(&r, sig, y, n, &err) < 0) goto fail;
+        if (duet_router_fit_h(&r, sig, hid, n_hidden, y, n, &err) < 0) goto fail;
     } else if (kind == 1) {
         duet_router_init(&r, DUET_ROUTER_THRESHOLD);
         r.signal = signal ? eval_signal_index(signal) : best;
     } else {
         duet_router_init(&r, DUET_ROUTER_RANDOM);
     }
-    for (int i = 0; i < n; i++) score[i] = duet_router_score(&r, sig + (size_t)i * DUET_ROUTE_NSIG);
+    for (int i = 0; i < n; i++)
+        score[i] = duet_router_score_h(&r, sig + (size_t)i * DUET_ROUTE_NSIG, hid ? hid + (size_t)i * n_hidden : NULL);
     if (share_set && duet_router_calibrate(&r, score, n, share, &err) < 0) goto fail;
     const double auc_router = eval_auc(score, y, n);
     int routed = 0, acc_n = 0, acc_ok = 0, slm_right = 0, llm_right = 0;
@@ -202,6 +217,8 @@ int cmd_route_fit(int argc, char **argv) {
             cJSON *s = cJSON_AddObjectToObject(o, "signals");
             for (int k = 0; k < DUET_ROUTE_NSIG; k++)
                 cJSON_AddNumberToObject(s, duet_signal_name(k), sig[(size_t)i * DUET_ROUTE_NSIG + k]);
+            if (items.v[i].hidden)
+                cJSON_AddItemToObject(o, "hidden", cJSON_CreateFloatArray(items.v[i].hidden, items.v[i].n_hidden));
             cJSON_AddNumberToObject(o, "score", score[i]);
             char *line = cJSON_PrintUnformatted(o);
             cJSON_Delete(o);
@@ -231,6 +248,7 @@ int cmd_route_fit(int argc, char **argv) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "router", outp);
         cJSON_AddStringToObject(o, "kind", kind_names[r.kind]);
+        cJSON_AddNumberToObject(o, "hidden", r.n_hidden);
         if (r.kind == DUET_ROUTER_THRESHOLD) cJSON_AddStringToObject(o, "signal", duet_signal_name(r.signal));
         cJSON_AddNumberToObject(o, "threshold", isfinite(r.threshold) ? r.threshold : 0);
         cJSON_AddStringToObject(o, "label", need_label ? labels[label_kind] : "given");
@@ -278,7 +296,7 @@ oom:
 fail:
     fprintf(stderr, "duet route-fit: %s\n", err.msg);
 done:
-    free(o_slm), free(o_llm), free(y), free(sig), free(score), free(ok_slm), free(ok_llm), free(dump_text), free(tmp);
+    free(o_slm), free(o_llm), free(y), free(sig), free(score), free(hid), free(ok_slm), free(ok_llm), free(dump_text), free(tmp);
     duet_router_free(&r);
     eval_items_free(&items);
     if (env.cmd) eval_env_close(&env);
