@@ -225,8 +225,11 @@ static int run_group(duet_model *tm, duet_model *dm, const prompt *ps, int n, in
 
 /* For N in levels: groups of N story prompts, batched and one after another
  * taking turns (so machine noise hits both alike), speculative and plain. */
+static double batched_ceiling(const duet_spec_adapt *acc, int N, const double *t_wide, double t_draft1,
+                              int *best_k);
+
 static cJSON *concurrency(duet_model *tm, duet_model *dm, const prompt *ps, int np, int n_new, const int *levels,
-                          int n_levels, int groups, duet_err *err) {
+                          int n_levels, int groups, const double *t_wide, double t_draft1, duet_err *err) {
     cJSON *arr = cJSON_CreateArray();
     for (int li = 0; li < n_levels; li++) {
         const int N = levels[li];
@@ -254,6 +257,11 @@ static cJSON *concurrency(duet_model *tm, duet_model *dm, const prompt *ps, int 
         cJSON_AddNumberToObject(o, "plain_sequential_tok_s", tok[0][0] / sec[0][0]);
         cJSON_AddNumberToObject(o, "plain_batched_vs_sequential", (tok[0][1] / sec[0][1]) / (tok[0][0] / sec[0][0]));
         cJSON_AddNumberToObject(o, "spec_batched_vs_plain_sequential", (tok[1][1] / sec[1][1]) / (tok[0][0] / sec[0][0]));
+        int kc = 0;
+        /* the acceptance the one-by-one runs learned (their k was free to vary) */
+        cJSON_AddNumberToObject(o, "spec_batched_ceiling_vs_sequential",
+                                batched_ceiling(&learned[1][0][0], N, t_wide, t_draft1, &kc));
+        cJSON_AddNumberToObject(o, "spec_batched_ceiling_k", kc);
         cJSON_AddNumberToObject(o, "spec_batched_passes", (double)passes[1][1]);
         cJSON_AddNumberToObject(o, "spec_sequential_passes", (double)passes[1][0]);
         cJSON_AddItemToArray(arr, o);
@@ -310,6 +318,64 @@ static double round_costs(duet_seq *ts, duet_seq *ds, int kmax, int ctx, int rep
     return median(td, n_td);
 }
 
+/* Seconds of decode-consistent target blocks of R = wide_rows[i] tokens
+ * after a context of ctx (medians of reps, the sizes taking turns): the cost
+ * of R rows in one pass, which bounds what batching requests can gain. One
+ * sequence's block is the cheapest way to hold R rows (its attention reads
+ * one cache), so the ceiling below is optimistic. */
+static const int wide_rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 20, 24, 28, 32, 36, 40, 48, 56, 64, 72};
+enum { N_WIDE = sizeof wide_rows / sizeof wide_rows[0] };
+
+static void wide_costs(duet_seq *ts, int ctx, int reps, double *t_wide) {
+    enum { MAXR = 32 };
+    static double tt[N_WIDE][MAXR];
+    int32_t tok[PROMPT_TOKENS + 256 + 80];
+    if (reps > MAXR) reps = MAXR;
+    for (int i = 0; i < ctx + 72; i++) tok[i] = 10 + i % 64;
+    duet_rollback(ts, 0);
+    duet_eval(ts, tok, ctx, NULL, 0, NULL);
+    duet_seq_set_decode_consistent(ts, 1);
+    float *logits = malloc(sizeof(float) * (size_t)duet_model_n_vocab(duet_seq_model(ts)) * 72); /* (72, n_vocab) */
+    for (int r = 0; r < reps; r++)
+        for (int w = 0; w < N_WIDE; w++) {
+            const double t0 = now_s();
+            duet_eval(ts, tok + ctx, wide_rows[w], logits, wide_rows[w], NULL);
+            tt[w][r] = now_s() - t0;
+            duet_rollback(ts, ctx);
+        }
+    duet_seq_set_decode_consistent(ts, 0);
+    free(logits);
+    for (int w = 0; w < N_WIDE; w++) t_wide[w] = median(tt[w], reps);
+}
+
+/* The cost of R rows, linear between the measured sizes. */
+static double wide_at(const double *t_wide, int R) {
+    for (int w = 1; w < N_WIDE; w++)
+        if (R <= wide_rows[w]) {
+            const double f = (double)(R - wide_rows[w - 1]) / (wide_rows[w] - wide_rows[w - 1]);
+            return t_wide[w - 1] + f * (t_wide[w] - t_wide[w - 1]);
+        }
+    return t_wide[N_WIDE - 1] * R / wide_rows[N_WIDE - 1];
+}
+
+/* The model ceiling of N speculative requests stepped together against the
+ * same requests one after another, from the measured costs and acceptance:
+ * batched, the best draft length k with free drafting and the N(k+1) rows
+ * in one pass at the cost of one sequence's block; one after another, the
+ * best k with the measured draft cost. E(k) from the acceptance by position. */
+static double batched_ceiling(const duet_spec_adapt *acc, int N, const double *t_wide, double t_draft1,
+                              int *best_k) {
+    double best_b = 0, best_s = 0;
+    for (int k = 0; k <= 8; k++) {
+        const double e = duet_spec_adapt_expected_tokens(acc, k);
+        const double rb = N * e / wide_at(t_wide, N * (k + 1));
+        const double rs = e / (wide_at(t_wide, k + 1) + k * t_draft1);
+        if (rb > best_b) best_b = rb, *best_k = k;
+        if (rs > best_s) best_s = rs;
+    }
+    return best_b / best_s;
+}
+
 int main(int argc, char **argv) {
     const char *target = NULL, *draft = NULL, *valid = NULL, *foreign = NULL;
     int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0, costs_only = 0, groups = 4, only_conc = 0;
@@ -360,7 +426,7 @@ int main(int argc, char **argv) {
     static prompt stories[MAX_PROMPTS], hostile[MAX_PROMPTS];
     int ns = story_prompts(v, vtext, stories, n_prompts);
     int nh = hostile_prompts(v, ftext, hostile, n_hostile, duet_model_n_vocab(tm));
-    int n_ctx = PROMPT_TOKENS + n_new + DUET_SPEC_KMAX + 2;
+    int n_ctx = PROMPT_TOKENS + n_new + 72 + 2; /* room for wide_costs' blocks */
     duet_seq *ts, *ds;
     if (duet_seq_new(&ts, tm, n_ctx, &err) < 0 || duet_seq_new(&ds, dm, n_ctx, &err) < 0) {
         fprintf(stderr, "bench_speculative: %s\n", err.msg);
@@ -388,7 +454,16 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "cost_ratio_draft_vs_target", t_draft1 / t_block[1]);
     cJSON *blocks = cJSON_AddArrayToObject(root, "target_block_cost_vs_1");
     for (int b = 1; b <= 9; b++) cJSON_AddItemToArray(blocks, cJSON_CreateNumber(t_block[b] / t_block[1]));
-    cJSON *conc = concurrency(tm, dm, stories, ns, n_new, levels, n_levels, groups, &err);
+    double t_wide[N_WIDE];
+    wide_costs(ts, cost_ctx, 9, t_wide);
+    cJSON *wide = cJSON_AddArrayToObject(root, "target_rows_cost_vs_1");
+    for (int w = 0; w < N_WIDE; w++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "rows", wide_rows[w]);
+        cJSON_AddNumberToObject(o, "cost", t_wide[w] / t_wide[0]);
+        cJSON_AddItemToArray(wide, o);
+    }
+    cJSON *conc = concurrency(tm, dm, stories, ns, n_new, levels, n_levels, groups, t_wide, t_draft1, &err);
     if (!conc) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
     cJSON_AddItemToObject(root, "concurrent", conc);
     cJSON *runs = cJSON_AddArrayToObject(root, "runs");

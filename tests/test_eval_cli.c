@@ -333,5 +333,17 @@ Test(eval_cli, route_fit_labels_fits_and_eval_reads_the_router, .timeout = 300) 
     j = eval(args, r);
     cr_assert_float_eq(num(j, "llm_share"), 0.25, 1e-12, "share %g", num(j, "llm_share"));
     cJSON_Delete(j);
+    /* with the pooled hidden state, read from the dump: the route strategy's
+     * own pass over each prompt gives the same scores, so the same share */
+    snprintf(args, sizeof args, "route-fit -f %s -o %s --kind logistic --hidden --llm-share 0.25 --json", labelled,
+             router);
+    j = run_json(args);
+    cr_assert_gt(num(j, "hidden"), 0, "the router reads no hidden state");
+    cr_assert_float_eq(num(j, "llm_share"), 0.25, 1e-12);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "--strategy route --router %s", router);
+    j = eval(args, r);
+    cr_assert_float_eq(num(j, "llm_share"), 0.25, 1e-12, "share %g", num(j, "llm_share"));
+    cJSON_Delete(j);
     cleanup();
 }

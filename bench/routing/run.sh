@@ -67,7 +67,9 @@ step llm eval --strategy llm -m "$llm" --slm "$slm" -f "$test_f" --dump "$out/ll
 #    labelled dump lets every other router be fitted without running a model
 step fit-logistic route-fit --slm "$slm" -m "$llm" -f "$calib_f" -o "$out/router-logistic.txt" \
   --kind logistic --llm-share 0.5 --dump "$out/calib-labelled.jsonl" "${common[@]}"
-for sig in mean_entropy max_entropy prompt_nll neg_top1 neg_margin; do
+step fit-logistic-hidden route-fit -f "$out/calib-labelled.jsonl" -o "$out/router-logistic-hidden.txt" \
+  --kind logistic --hidden --llm-share 0.5 "${common[@]}"
+for sig in mean_entropy max_entropy prompt_nll neg_top1 neg_margin copy_miss top1_novel; do
   step "fit-$sig" route-fit -f "$out/calib-labelled.jsonl" -o "$out/router-$sig.txt" --kind threshold \
     --signal "$sig" --llm-share 0.5 "${common[@]}"
 done
@@ -75,6 +77,8 @@ done
 # 3. measured operating points on the test split
 step route-logistic eval --strategy route -m "$llm" --slm "$slm" -f "$test_f" --router "$out/router-logistic.txt" \
   --dump "$out/route-logistic.jsonl" "${common[@]}"
+step route-logistic-hidden eval --strategy route -m "$llm" --slm "$slm" -f "$test_f" \
+  --router "$out/router-logistic-hidden.txt" "${common[@]}"
 best=$(python3 "$here/bench/routing/report.py" --best-signal "$out/calib-labelled.jsonl")
 step route-best eval --strategy route -m "$llm" --slm "$slm" -f "$test_f" --router "$out/router-$best.txt" "${common[@]}"
 step route-random eval --strategy route -m "$llm" --slm "$slm" -f "$test_f" --signal random --llm-share 0.5 "${common[@]}"

@@ -20,15 +20,24 @@ if conc:
     print("N requests stepped together by one driver (one pass per model per step) vs the same requests one "
           "after another; temperature 0, aggregate tokens/s over whole requests (prompts included):")
     print()
-    print("| N | speculative batched | speculative one by one | **batched / one by one** | plain batched | "
-          "plain one by one | plain batched / one by one | spec batched / plain one by one |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| N | speculative batched | speculative one by one | **batched / one by one** | model ceiling (k) | "
+          "plain batched | plain one by one | plain batched / one by one | spec batched / plain one by one |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in conc:
         print(f"| {c['n']} | {c['spec_batched_tok_s']:.0f} | {c['spec_sequential_tok_s']:.0f} | "
-              f"**{c['spec_batched_vs_sequential']:.2f}x** | {c['plain_batched_tok_s']:.0f} | "
+              f"**{c['spec_batched_vs_sequential']:.2f}x** | "
+              f"{c.get('spec_batched_ceiling_vs_sequential', float('nan')):.2f}x ({c.get('spec_batched_ceiling_k', '')}) | "
+              f"{c['plain_batched_tok_s']:.0f} | "
               f"{c['plain_sequential_tok_s']:.0f} | {c['plain_batched_vs_sequential']:.2f}x | "
               f"{c['spec_batched_vs_plain_sequential']:.2f}x |")
     print()
+    if "target_rows_cost_vs_1" in res:
+        print("Model ceiling: the best draft length k for N requests whose N(k+1) rows share one pass at the "
+              "measured cost of one sequence's block of that many rows, drafting free, against the best k one "
+              "request at a time with the measured draft cost; E(k) from the acceptance by position the "
+              "one-by-one runs learned. Cost of R rows in one pass vs 1 row: " +
+              ", ".join(f"{w['rows']}: {w['cost']:.2f}" for w in res["target_rows_cost_vs_1"]))
+        print()
 if not runs:
     sys.exit(0)
 print("| set | temp | config | draft length | tok/s | speedup | predicted | acceptance | mean accepted |")

@@ -346,7 +346,9 @@ static int m_n_ctx_train(const duet_lm *lm) { return duet_lm_n_ctx_train(((const
 static int m_set_dc(duet_lm *lm, int on) { return duet_lm_set_decode_consistent(inner_of(lm), on); }
 
 static const duet_lm_i metered_iface = {
-    .kind = "metered", .caps = DUET_LM_CAP_LOGITS | DUET_LM_CAP_SCORE | DUET_LM_CAP_GENERATE, .eval = m_eval,
+    .kind = "metered",
+    .caps = DUET_LM_CAP_LOGITS | DUET_LM_CAP_SCORE | DUET_LM_CAP_GENERATE | DUET_LM_CAP_HIDDEN,
+    .eval = m_eval,
     .eval_many = m_eval_many, .score = m_score, .rollback = m_rollback, .pos = m_pos, .n_ctx = m_n_ctx,
     .n_ctx_train = m_n_ctx_train, .set_decode_consistent = m_set_dc, .free = NULL};
 
@@ -357,7 +359,7 @@ static int metered_new(metered_lm *m, duet_model *model, int n_ctx, const char *
     if (rc < 0) return rc;
     m->meter = meter;
     m->pub = (duet_lm){.iface = &metered_iface, .self = m, .engine = m->inner->engine, .n_vocab = m->inner->n_vocab,
-                       .name = name, .owned = 0};
+                       .n_embd = m->inner->n_embd, .name = name, .owned = 0};
     return 0;
 }
 
