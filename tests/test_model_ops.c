@@ -165,7 +165,7 @@ Test(model_ops, attention_matches_softmax_attention) {
             for (size_t j = 0; j < sizeof hd / sizeof *hd; j++) {
                 attention_case(n_kv[i], hd[j], f16, 0, 0);
                 /* one token: llama.cpp's padded view, and one cut short by the context */
-                attention_case(n_kv[i], hd[j], f16, 1, duet_attn_kv_pad(n_kv[i] - 1, 4096));
+                attention_case(n_kv[i], hd[j], f16, 1, duet_attn_kv_pad(n_kv[i] - 1));
                 attention_case(n_kv[i], hd[j], f16, 1, n_kv[i]);
             }
 }
@@ -236,7 +236,7 @@ Test(model_ops, single_token_tails_keep_their_order) {
     for (int f16 = 0; f16 < 2; f16++)
         for (size_t h = 0; h < sizeof hd / sizeof *hd; h++)
             for (size_t i = 0; i < sizeof n_kv / sizeof *n_kv; i++) {
-                single_tail_case(hd[h], n_kv[i], duet_attn_kv_pad(n_kv[i] - 1, 4096), f16);
+                single_tail_case(hd[h], n_kv[i], duet_attn_kv_pad(n_kv[i] - 1), f16);
                 single_tail_case(hd[h], n_kv[i], n_kv[i], f16); /* view cut short by the context */
             }
 }
@@ -401,16 +401,20 @@ Test(model_ops, multi_query_single_matches_one_query) {
                                                                       : uneven[s - sizeof starts / sizeof *starts][i];
                         n_max = n_kv[i] > n_max ? n_kv[i] : n_max;
                     }
-                    /* llama.cpp's padded views in a long context, and views
-                     * cut short by a context that ends at the last token */
+                    /* llama.cpp's padded views in a long context and in a
+                     * context that ends at the last token (the views reach
+                     * past the V^T rows: the next row, the slack), and views
+                     * cut short at that end (any n_kv_pad >= n_kv is a view
+                     * the kernels take) */
                     for (int i = 0; i < nq; i++) {
-                        pad[i] = duet_attn_kv_pad(n_kv[i] - 1, 4096);
-                        pad_cut[i] = duet_attn_kv_pad(n_kv[i] - 1, n_max);
+                        pad[i] = duet_attn_kv_pad(n_kv[i] - 1);
+                        pad_cut[i] = pad[i] < n_max ? pad[i] : n_max;
                     }
                     int n_ctx = 0;
                     for (int i = 0; i < nq; i++) n_ctx = pad[i] > n_ctx ? pad[i] : n_ctx;
                     for (int inf = 0; inf < 2; inf++) {
                         fails += multi_query_single_case(hd[h], f16, nq, n_kv, pad, n_ctx + 40, inf);
+                        fails += multi_query_single_case(hd[h], f16, nq, n_kv, pad, n_max, inf);
                         fails += multi_query_single_case(hd[h], f16, nq, n_kv, pad_cut, n_max, inf);
                     }
                 }
@@ -418,11 +422,14 @@ Test(model_ops, multi_query_single_matches_one_query) {
     cr_expect(!fails, "%d failing cases", fails);
 }
 
+/* The view depends on the position alone (not on the sequence's n_ctx, so
+ * that logits do not either: test_ctx_invariance). */
 Test(model_ops, kv_view_is_padded_like_llama_cpp) {
-    cr_expect_eq(duet_attn_kv_pad(0, 512), 32);
-    cr_expect_eq(duet_attn_kv_pad(31, 512), 32);
-    cr_expect_eq(duet_attn_kv_pad(32, 512), 64);
-    cr_expect_eq(duet_attn_kv_pad(47, 512), 64);
-    cr_expect_eq(duet_attn_kv_pad(500, 512), 512);
-    cr_expect_eq(duet_attn_kv_pad(5, 16), 16);
+    cr_expect_eq(duet_attn_kv_pad(0), 32);
+    cr_expect_eq(duet_attn_kv_pad(5), 32);
+    cr_expect_eq(duet_attn_kv_pad(31), 32);
+    cr_expect_eq(duet_attn_kv_pad(32), 64);
+    cr_expect_eq(duet_attn_kv_pad(47), 64);
+    cr_expect_eq(duet_attn_kv_pad(58), 64);
+    cr_expect_eq(duet_attn_kv_pad(500), 512);
 }

@@ -112,8 +112,10 @@ DUET_API size_t duet_model_kv_bytes(const duet_model *m);
 
 /* A sequence with room for n_ctx positions (<= 0: the model's n_ctx_train).
  * n_ctx bounds its KV cache, allocated here once and never grown: see
- * duet_seq_kv_bytes. DUET_ENOMEM when it cannot be allocated, DUET_ERANGE
- * when its size overflows. */
+ * duet_seq_kv_bytes. It changes nothing else: the same tokens evaluated in
+ * the same blocks and mode give bit-identical logits and K/V in a sequence of
+ * any n_ctx that holds them. DUET_ENOMEM when it cannot be allocated,
+ * DUET_ERANGE when its size overflows. */
 DUET_API int duet_seq_new(duet_seq **out, duet_model *m, int n_ctx, duet_err *err);
 DUET_API void duet_seq_free(duet_seq *s); /* NULL is a no-op */
 DUET_API duet_model *duet_seq_model(const duet_seq *s);

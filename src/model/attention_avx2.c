@@ -244,8 +244,11 @@ INLINE void qk_single(const int G, const int f16, const duet_attn_args *a, const
 /* One-token p.v of output dims d..d+16G-1 into r: ggml_vec_dot over
  * llama.cpp's padded view of n_kv_pad positions, those past n_kv being zero.
  * n_kv <= n_kv_pad < np + 64, so the tail is at most 63 positions; its last
- * block's loads reach pad8 past n_kv, inside the row's stride or
- * DUET_V_SLACK. */
+ * block's loads reach pad8 past n_kv, and the body's last (masked) block
+ * reaches np <= n_kv_pad. The view (duet_attn_kv_pad: n_kv rounded up to 32)
+ * does not depend on n_ctx and may end up to 31 positions past a row of
+ * v_stride = n_ctx: such loads land in the next row or, for the last row,
+ * in DUET_V_SLACK, and are masked. */
 INLINE void pv_single(const int G, const int f16, const duet_attn_args *a, const float *w, int d, __m256 *r) {
     size_t off[32];
     for (int o = 0; o < 16 * G; o++) off[o] = (size_t)(d + o) * a->v_stride;

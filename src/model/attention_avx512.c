@@ -389,7 +389,9 @@ INLINE void attn_heads_single(const int f16, const int nq, float *out, size_t ou
             /* whole blocks below every lim[i]: plain FMAs. Then the blocks
              * holding a lim[i]: FMAs masked per query, chunks of 16 wholly
              * past every lim[i] skipped (all their FMAs would be masked).
-             * The loads stay below the largest plo, inside the row. */
+             * The loads stay below the largest plo: at most 31 positions
+             * past the row's n_ctx (duet_attn_kv_pad), inside the next row
+             * or DUET_V_SLACK. */
             int c = 0;
             for (; c + 64 <= lim_min; c += 64) {
                 __m512 v[4];

@@ -121,7 +121,7 @@ static duet_attn_args attn_args(const attn_task *t, int i, int h) {
         .head_dim = HD,
         .n_kv = t->pos[i] + 1,
         .single = t->single,
-        .n_kv_pad = duet_attn_kv_pad(t->pos[i], s->n_ctx),
+        .n_kv_pad = duet_attn_kv_pad(t->pos[i]),
         .kv_f16 = s->elt == 2,
         .k = (const char *)s->k + (layer + kvh * HD) * s->elt,
         .v = (const char *)s->v + (layer + kvh * HD * (size_t)s->n_ctx) * s->elt,
@@ -145,7 +145,7 @@ static void attn_run(void *ctx, int ith, int nth) {
         int n_kv[DUET_ATTN_MAX_Q], n_kv_pad[DUET_ATTN_MAX_Q];
         for (nq = 0; nq < DUET_ATTN_MAX_Q && i + nq < t->n && t->seq[i + nq] == t->seq[i]; nq++) {
             n_kv[nq] = t->pos[i + nq] + 1;
-            n_kv_pad[nq] = duet_attn_kv_pad(t->pos[i + nq], t->seq[i]->n_ctx);
+            n_kv_pad[nq] = duet_attn_kv_pad(t->pos[i + nq]);
         }
         for (int h = 0; h < NH; h++, item++) {
             if (item % nth != ith) continue;

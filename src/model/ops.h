@@ -82,15 +82,22 @@ typedef struct duet_attn_args {
 } duet_attn_args;
 
 /* Elements allocated past the end of a transposed V cache, so that vector
- * loads of the last row's tail stay inside the allocation. */
+ * loads of the last row's tail (up to 31 positions past n_ctx, see
+ * duet_attn_kv_pad) stay inside the allocation. */
 #define DUET_V_SLACK 64
 
 /* llama.cpp's view of the cache for a token at position pos: the used cells
- * rounded up to 32 (its non-flash padding), at least 32, at most n_ctx. */
-static inline int duet_attn_kv_pad(int pos, int n_ctx) {
-    int n = (pos + 1 + 31) & ~31;
-    return n < n_ctx ? n : n_ctx;
-}
+ * rounded up to 32 (its non-flash padding), at least 32. It depends on pos
+ * alone, never on the sequence's n_ctx: capping it at n_ctx (as llama.cpp's
+ * min(kv_size, ...) would for a cache size that is not a multiple of 32;
+ * llama.cpp itself pads its cache to one) moved the split between
+ * ggml_vec_dot's 64-element body and its sequential tail in p.v, so the
+ * logits of the last positions below a round 32 changed with n_ctx
+ * (llama.cpp pads its context size to a multiple of this padding, so its cap
+ * does not bite before the end). The view may reach up to 31 positions past
+ * n_ctx: only its first pos + 1 enter sums, and the kernels' vector loads
+ * stay inside the view, which DUET_V_SLACK covers for the last V^T row. */
+static inline int duet_attn_kv_pad(int pos) { return (pos + 1 + 31) & ~31; }
 
 /* Most queries of one duet_attn_heads call. */
 #define DUET_ATTN_MAX_Q 4
