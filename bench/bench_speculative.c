@@ -378,7 +378,7 @@ static double batched_ceiling(const duet_spec_adapt *acc, int N, const double *t
 
 int main(int argc, char **argv) {
     const char *target = NULL, *draft = NULL, *valid = NULL, *foreign = NULL;
-    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0, costs_only = 0, groups = 4, only_conc = 0;
+    int n_prompts = 50, n_hostile = 20, n_new = 128, threads = 0, costs_only = 0, groups = 4, only_conc = 0, draft_threads = 0;
     int levels[8] = {1, 4, 8}, n_levels = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -396,6 +396,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-n")) n_new = atoi(v);
         else if (!strcmp(a, "-t")) threads = atoi(v);
         else if (!strcmp(a, "--groups")) groups = atoi(v);
+        else if (!strcmp(a, "--draft-threads")) draft_threads = atoi(v);
         else if (!strcmp(a, "--concurrent")) { /* "1,4,8" */
             n_levels = 0;
             for (const char *c = v; *c && n_levels < 8; c = strchr(c, ',') ? strchr(c, ',') + 1 : c + strlen(c))
@@ -406,10 +407,11 @@ int main(int argc, char **argv) {
     if (!target || !draft || !valid || !foreign || n_prompts > MAX_PROMPTS || n_hostile > MAX_PROMPTS) {
         fprintf(stderr, "usage: bench_speculative --target LLM --draft SLM --valid valid.txt --foreign TEXT "
                         "[--prompts 50] [--hostile 20] [-n 128] [-t N] [--costs-only]\n"
-                        "       [--concurrent 1,4,8] [--groups 4] [--concurrent-only] [--cpu-clock]\n"
+                        "       [--concurrent 1,4,8] [--groups 4] [--concurrent-only] [--cpu-clock] [--draft-threads N]\n"
                         "  --concurrent  N requests stepped together by one driver vs one after another\n"
                         "  --costs-only  print the round costs (draft token, target blocks) on stderr and stop\n"
-                        "  --cpu-clock   time with the thread's CPU clock (with -t 1 on a shared machine)\n");
+                        "  --cpu-clock   time with the thread's CPU clock (with -t 1 on a shared machine)\n"
+                        "  --draft-threads N  the draft on a pool of N threads of its own (default: the target's)\n");
         return 2;
     }
     duet_err err = {0};
@@ -417,7 +419,8 @@ int main(int argc, char **argv) {
     duet_model_params mp = duet_model_default_params();
     mp.n_threads = threads;
     if (duet_model_load(&tm, target, &mp, &err) < 0) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
-    mp.pool = duet_model_pool(tm);
+    mp.pool = draft_threads > 0 ? NULL : duet_model_pool(tm); /* a pool of its own: see --draft-threads */
+    if (draft_threads > 0) mp.n_threads = draft_threads;
     if (duet_model_load(&dm, draft, &mp, &err) < 0) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
     duet_vocab *v = NULL;
     if (duet_vocab_load(&v, duet_model_gguf(tm), &err) < 0) { fprintf(stderr, "bench_speculative: %s\n", err.msg); return 1; }
