@@ -113,6 +113,8 @@ llm_s=$(jq -r '.llm_s' <<< "$llm_json")
 line() { jq -r --argjson ls "$llm_s" '"accuracy \(.accuracy*100|round)%, LLM on \(.llm_share*100|round)% of requests / \(.llm_token_share*100|round)% of tokens, LLM seconds \(.llm_s/$ls*100|round)% of the LLM alone"'; }
 printf '  %-34s %s\n' "slm alone:" "$(ev --strategy slm | line)"
 printf '  %-34s %s\n' "llm alone:" "$(line <<< "$llm_json")"
+printf '  %-34s %s\n' "route, logistic router:" "$(ev --strategy route --router "$here/bench/data/router-logistic.txt" | line)"
+printf '  %-34s %s\n' "route, random (P(LLM) = 0.5):" "$(ev --strategy route --signal random --llm-share 0.5 | line)"
 printf '  %-34s %s\n' "cascade slm > slm-draft > llm:" "$(ev --strategy cascade --mid "$models/slm-draft.gguf" --llm-share 0.3 | line)"
 printf '  %-34s %s\n' "token deferral, eta 0.4:" "$(ev --strategy defer --eta 0.4 | line)"
 echo "  (the whole test split, every router against random and the oracle: bench/routing/run.sh, docs/routing.md)"
