@@ -10,6 +10,7 @@ for f in "$build"/fuzz/fuzz_*; do
   corpus=$(mktemp -d)
   case $name in
     fuzz_gguf) cp "$data"/ref-models/*-Q4_0.gguf "$data"/ref-models/*-Q6_K.gguf "$corpus"/ ;;
+    fuzz_router) cp "$here"/bench/data/router-logistic.txt "$corpus"/ ;;
     fuzz_tok*) head -c 4096 "$data"/vocab/ggml-vocab-qwen2.fuzz.inp > "$corpus"/seed ;;
     fuzz_server_request)  # byte 0: '1' chat, '0' completions; then the body of each corpus request
       for r in "$here"/tests/data/server_requests/*.req; do

@@ -494,6 +494,7 @@ int duet_router_load(duet_router *r, const char *path, duet_err *err) {
     if (rc == 0 && !version) rc = duet_err_set(err, DUET_EFORMAT, "%s: empty file", path);
     if (rc == 0 && r->n_hidden && !(got_h[0] && got_h[1] && got_h[2]))
         rc = duet_err_set(err, DUET_EFORMAT, "%s: the hidden state's coefficients are incomplete", path);
+    if (rc == 0 && !isfinite(r->b)) rc = duet_err_set(err, DUET_EFORMAT, "%s: the intercept b is not finite", path);
     for (int i = 0; rc == 0 && i < DUET_ROUTE_NSIG; i++)
         if (!(r->scale[i] > 0) || !isfinite(r->w[i]) || !isfinite(r->mean[i]))
             rc = duet_err_set(err, DUET_EFORMAT, "%s: bad coefficients for %s", path, duet_signal_name(i));
