@@ -301,16 +301,24 @@ static int one_token_from_score(srv_sched *s, srv_slot *sl, srv_job *j, const fl
     return 1;
 }
 
-/* The route profile's router for this share: threshold on the SLM's mean
- * next-token entropy, recalibrated online to hold the share. */
+/* The route profile's router for this share, recalibrated online to hold
+ * it: the profile's router file, or a threshold on the SLM's top-1
+ * probability of the first token (bench/routing: of the single signals it
+ * alone beats random routing at every share; the mean entropy, the old
+ * default, is below random at most shares). */
 static duet_router *router_for(srv_sched *s, int prof, float share, duet_err *err) {
     for (int i = 0; i < s->n_routers[prof]; i++)
         if (s->router_share[prof][i] == share) return &s->routers[prof][i];
     const int i = s->n_routers[prof] < 4 ? s->n_routers[prof]++ : 3; /* past 4 shares, the last one is reused */
     duet_router *r = &s->routers[prof][i];
     duet_router_free(r);
-    duet_router_init(r, DUET_ROUTER_THRESHOLD);
-    r->signal = DUET_SIG_MEAN_ENTROPY;
+    const char *file = s->cfg->profiles[prof].router;
+    if (file[0]) {
+        if (duet_router_load(r, file, err) < 0) return NULL;
+    } else {
+        duet_router_init(r, DUET_ROUTER_THRESHOLD);
+        r->signal = DUET_SIG_NEG_TOP1;
+    }
     s->router_share[prof][i] = share;
     return duet_router_online(r, share, 200, err) < 0 ? NULL : r;
 }

@@ -60,6 +60,8 @@ typedef struct srv_profile {
     duet_spec_params spec;
     duet_spec_adapt learned_model, learned_ngram; /* kept across requests (scheduler thread only) */
     float param;        /* route: the target LLM share; cascade: the confidence threshold; defer: eta */
+    char router[512];   /* route: a router file (duet route-fit), recalibrated online to the share; "" = a
+                           threshold on the SLM's top-1 probability */
     int parametric;     /* spec: accepts "-kN" (fixed draft length N); route, defer: "-X" (share, eta) */
     /* the privacy pipeline (server/pipeline.c): the prompt is redacted (and compressed) on this server
        before any model sees it, the answer restored before the client does */
