@@ -59,12 +59,10 @@ int duet_lm_eval_blocks(const duet_lm_block *b, int n, duet_err *err) {
             if (!taken[j] && b[j].lm->engine == b[i].lm->engine && b[j].lm->iface == f) group[g++] = b[j], taken[j] = 1;
         int wants_hidden = 0;
         for (int j = 0; j < g; j++) wants_hidden |= group[j].hidden != NULL && group[j].n_logits > 0;
-        if (f->eval_many && (g > 1 || wants_hidden)) {
-            rc = wants_hidden && !(f->caps & DUET_LM_CAP_HIDDEN)
-                     ? duet_err_set(err, DUET_EUNSUPPORTED, "%s: no hidden states from this model", group[0].lm->name)
-                     : f->eval_many(group, g, err);
-        } else if (wants_hidden) {
+        if (wants_hidden && (!(f->caps & DUET_LM_CAP_HIDDEN) || !f->eval_many)) { /* hidden states come through eval_many */
             rc = duet_err_set(err, DUET_EUNSUPPORTED, "%s: no hidden states from this model", group[0].lm->name);
+        } else if (f->eval_many && (g > 1 || wants_hidden)) {
+            rc = f->eval_many(group, g, err);
         } else {
             for (int j = 0; j < g && rc >= 0; j++)
                 rc = duet_lm_eval(group[j].lm, group[j].tokens, group[j].n, group[j].logits, group[j].n_logits, err);

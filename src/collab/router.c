@@ -16,8 +16,8 @@ const char *duet_signal_name(int i) {
     return i >= 0 && i < DUET_ROUTE_NSIG ? names[i] : "unknown";
 }
 
-/* 1 when token v occurs in the prompt (a linear scan: prompts are short next
- * to the vocabulary pass it accompanies). */
+/* 1 when token v occurs in the prompt (a linear scan; the signals use it
+ * only when no table of the prompt's tokens could be allocated). */
 static int in_prompt(const int32_t *prompt, int n_prompt, int v) {
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] == v) return 1;
@@ -59,20 +59,14 @@ void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_row
             top2 = isfinite(b) ? (float)(exp((double)b - mx) / z) : 0;
             /* Copying: an answer grounded in the prompt repeats one of its
              * tokens; an SLM that looks elsewhere is likely wrong there. */
-            uint8_t *seen = calloc((size_t)n_vocab, 1); /* (n_vocab) */
-            if (seen) {
-                for (int i = 0; i < n_prompt; i++)
-                    if (prompt[i] >= 0 && prompt[i] < n_vocab) seen[prompt[i]] = 1;
-                for (int v = 0; v < n_vocab; v++)
-                    if (seen[v]) copy += exp((double)row[v] - mx);
-                copy /= z;
-                novel = !seen[arg];
-                free(seen);
-            } else {
-                novel = !in_prompt(prompt, n_prompt, arg);
-                for (int v = 0; v < n_vocab; v++)
-                    if (in_prompt(prompt, n_prompt, v)) copy += exp((double)row[v] - mx) / z;
-            }
+            uint8_t *seen = calloc((size_t)n_vocab, 1); /* (n_vocab); NULL (out of memory): scan the prompt */
+            for (int i = 0; seen && i < n_prompt; i++)
+                if (prompt[i] >= 0 && prompt[i] < n_vocab) seen[prompt[i]] = 1;
+            for (int v = 0; v < n_vocab; v++)
+                if (seen ? seen[v] : in_prompt(prompt, n_prompt, v)) copy += exp((double)row[v] - mx);
+            copy /= z;
+            novel = !(seen ? seen[arg] : in_prompt(prompt, n_prompt, arg));
+            free(seen);
         }
     }
     sig[DUET_SIG_MEAN_ENTROPY] = n_rows ? (float)(ent_sum / n_rows) : 0;

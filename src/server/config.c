@@ -245,10 +245,12 @@ static int load_profile(srv_config *c, const cJSON *o, int idx, duet_err *err) {
         p->parametric = kind != SRV_CASCADE;
         if (kind == SRV_ROUTE) { /* a fitted router, checked now rather than at the first request */
             if ((rc = get_str(o, "router", p->router, sizeof p->router, where, err))) return rc;
-            duet_router r;
-            if (p->router[0] && duet_router_load(&r, p->router, err) < 0)
-                return duet_err_prefix(err, "config: %srouter: ", where), DUET_EINVAL;
-            if (p->router[0]) duet_router_free(&r);
+            if (p->router[0]) {
+                duet_router r;
+                if (duet_router_load(&r, p->router, err) < 0)
+                    return duet_err_prefix(err, "config: %srouter: ", where), DUET_EINVAL;
+                duet_router_free(&r);
+            }
         }
         return 0;
     }
