@@ -15,31 +15,10 @@
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SANITIZED 1
-/* A model of the fixtures (rel under the shared data) or at a path, one
- * thread; the test fails with the loader's message if it cannot be loaded. */
-duet_model *tu_load_ref(const char *rel);
-duet_model *tu_load_path(const char *path);
-/* A greedy (temperature 0) sampler of n_vocab ids. */
-duet_sampler *tu_greedy(int n_vocab);
-
 #endif
-/* A model of the fixtures (rel under the shared data) or at a path, one
- * thread; the test fails with the loader's message if it cannot be loaded. */
-duet_model *tu_load_ref(const char *rel);
-duet_model *tu_load_path(const char *path);
-/* A greedy (temperature 0) sampler of n_vocab ids. */
-duet_sampler *tu_greedy(int n_vocab);
-
 #endif
 #ifndef SANITIZED
 #define SANITIZED 0
-/* A model of the fixtures (rel under the shared data) or at a path, one
- * thread; the test fails with the loader's message if it cannot be loaded. */
-duet_model *tu_load_ref(const char *rel);
-duet_model *tu_load_path(const char *path);
-/* A greedy (temperature 0) sampler of n_vocab ids. */
-duet_sampler *tu_greedy(int n_vocab);
-
 #endif
 
 /* "<shared data>/<rel>" in a static buffer (one per call site is enough). */

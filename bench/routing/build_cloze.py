@@ -7,6 +7,8 @@ bench/routing/README.md for what the items are and how they are scored.
 
     python3 bench/routing/build_cloze.py            # write bench/data/cloze-{calib,test}.jsonl
     python3 bench/routing/build_cloze.py --check    # rebuild into a temp dir, compare byte for byte
+    python3 bench/routing/build_cloze.py --dense F  # also every admissible target of the calibration
+                                                    # stories into F (router fitting; not committed)
 """
 import argparse
 import collections
@@ -81,15 +83,19 @@ def sentence_starts(s):
     return out
 
 
-def cut_passage(story, end):
+def cut_passage(story, end, story_starts=None):
     """The passage before offset end (the space before the target is excluded): at most
-    MAX_PROMPT_CHARS characters, starting at a sentence start (else a word start)."""
+    MAX_PROMPT_CHARS characters, starting at a sentence start (else a word start).
+    story_starts: sentence_starts(story), to save computing those of story[:end] (the
+    same below end - 2, and only starts in the window's first half are used)."""
     lo = max(0, end - MAX_PROMPT_CHARS)
     if lo == 0:
         start = 0
     else:
-        starts = [p for p in sentence_starts(story[:end]) if p >= lo]
-        if starts and starts[0] < end - MAX_PROMPT_CHARS // 2:
+        if story_starts is None:
+            story_starts = sentence_starts(story[:end])
+        starts = [p for p in story_starts if lo <= p < end - MAX_PROMPT_CHARS // 2]
+        if starts:
             start = starts[0]
         else:  # no sentence start in the first half of the window: cut at a word boundary
             sp = story.find(" ", lo, end)
@@ -111,6 +117,7 @@ def candidates(story):
         if words[i - 1].group() in DETERMINERS:
             nounish.add(words[i].group())
     seen = collections.Counter()
+    starts = sentence_starts(story)
     out = []
     for i, m in enumerate(words):
         w = m.group()
@@ -129,9 +136,11 @@ def candidates(story):
         if nxt == "'" and story[q + 1:q + 2].isalpha():  # contraction or possessive: only "'s"
             if story[q + 1:q + 2] != "s" or story[q + 2:q + 3].isalpha():
                 continue
-        prompt = cut_passage(story, p - 1)
+        prompt = cut_passage(story, p - 1, starts)
         if not prompt.isascii() or len(prompt.split()) < MIN_PROMPT_WORDS:
             continue
+        if not story[:p - 1].endswith(prompt):
+            continue  # whitespace before the space ("\n\n emma"): the continuation is not " emma"
         if not re.search(r"(?<![a-z])" + w + r"(?![a-z])", prompt):
             continue  # the earlier occurrence must be inside the passage
         rank = 0 if w in names else (1 if w in nounish else 2)
@@ -140,10 +149,14 @@ def candidates(story):
     return out
 
 
+def split_of(idx):
+    return "calib" if idx % 5 < 2 else "test"
+
+
 def build(stories):
     items = {s: [] for s in SPLITS}
     for idx, story in enumerate(stories):
-        split = "calib" if idx % 5 < 2 else "test"
+        split = split_of(idx)
         chosen = []
         for rank, tie, p, w, prompt in sorted(candidates(story)):
             if len(chosen) == MAX_ITEMS_PER_STORY:
@@ -156,22 +169,51 @@ def build(stories):
     return items
 
 
+def build_dense(stories):
+    """Every admissible target of the calibration stories (all occurrences, in story
+    order): about 9 times the calibration split's items, for fitting routers. The
+    stories are the calibration split's, so nothing of the test split leaks in."""
+    out = []
+    for idx, story in enumerate(stories):
+        if split_of(idx) != "calib":
+            continue
+        for k, (rank, tie, p, w, prompt) in enumerate(sorted(candidates(story), key=lambda c: c[2])):
+            out.append({"prompt": prompt, "answer": w, "id": "s%04d-d%d" % (idx, k), "story": idx})
+    return out
+
+
+def verify_item(it, stories):
+    p, w, st = it["prompt"], it["answer"], stories[it["story"]]
+    assert p == p.strip() and p.isascii() and p == p.lower(), it["id"]
+    assert len(p) <= MAX_PROMPT_CHARS and len(p.split()) >= MIN_PROMPT_WORDS, it["id"]
+    assert re.fullmatch(r"[a-z]{3,}", w) and w not in STOPWORDS, it["id"]
+    assert re.search(r"(?<![a-z])" + w + r"(?![a-z])", p), it["id"]  # seen earlier in the passage
+    # the passage is story text followed by " answer" and a non-letter (at one of its occurrences)
+    k, ok = st.find(p + " " + w), False
+    while k >= 0 and not ok:
+        ok = not st[k + len(p) + 1 + len(w):][:1].isalpha()
+        k = st.find(p + " " + w, k + 1)
+    assert ok, it["id"]
+
+
 def verify(items, stories):
     """The invariants of README.md; an AssertionError names the first item that breaks one."""
     seen_story = {}
     per_story = collections.Counter()
     for split in SPLITS:
         for it in items[split]:
-            p, w, st = it["prompt"], it["answer"], stories[it["story"]]
             assert seen_story.setdefault(it["story"], split) == split, it["id"]  # split by story
             per_story[it["story"]] += 1
             assert per_story[it["story"]] <= MAX_ITEMS_PER_STORY, it["id"]
-            assert p == p.strip() and p.isascii() and p == p.lower(), it["id"]
-            assert len(p) <= MAX_PROMPT_CHARS and len(p.split()) >= MIN_PROMPT_WORDS, it["id"]
-            assert re.fullmatch(r"[a-z]{3,}", w) and w not in STOPWORDS, it["id"]
-            assert re.search(r"(?<![a-z])" + w + r"(?![a-z])", p), it["id"]  # seen earlier in the passage
-            k = st.find(p + " " + w)  # the passage is story text followed by " answer" and a non-letter
-            assert k >= 0 and not st[k + len(p) + 1 + len(w):][:1].isalpha(), it["id"]
+            verify_item(it, stories)
+
+
+def write_jsonl(path, rows):
+    """Through a temporary file and a rename: an interrupted build leaves no half file."""
+    with open(path + ".tmp", "wb") as f:
+        for it in rows:
+            f.write((json.dumps(it, ensure_ascii=True) + "\n").encode("ascii"))
+    os.replace(path + ".tmp", path)
 
 
 def write(items, outdir):
@@ -179,9 +221,7 @@ def write(items, outdir):
     paths = []
     for split in SPLITS:
         path = os.path.join(outdir, "cloze-%s.jsonl" % split)
-        with open(path, "wb") as f:
-            for it in items[split]:
-                f.write((json.dumps(it, ensure_ascii=True) + "\n").encode("ascii"))
+        write_jsonl(path, items[split])
         paths.append(path)
     return paths
 
@@ -213,6 +253,8 @@ def main():
     ap.add_argument("--outdir", default=DEFAULT_OUTDIR, help="output folder (default: %(default)s)")
     ap.add_argument("--check", action="store_true",
                     help="rebuild into a temporary folder and compare byte for byte with --outdir; exit 1 on difference")
+    ap.add_argument("--dense", metavar="FILE",
+                    help="also write every admissible target of the calibration stories to FILE")
     args = ap.parse_args()
 
     stories = read_stories(args.input)
@@ -220,6 +262,16 @@ def main():
     verify(items, stories)
     print("stories: %d" % len(stories))
     print(summary(items))
+    if args.dense:
+        dense = build_dense(stories)
+        calib_stories = {it["story"] for it in items["calib"]}
+        for it in dense:
+            assert split_of(it["story"]) == "calib", it["id"]
+            verify_item(it, stories)
+        write_jsonl(args.dense, dense)
+        print("wrote %s: %d items of %d calibration stories (%d of them in cloze-calib)"
+              % (args.dense, len(dense), len({it["story"] for it in dense}),
+                 len(calib_stories & {it["story"] for it in dense})))
     if not args.check:
         for p in write(items, args.outdir):
             print("wrote %s (%d bytes)" % (os.path.relpath(p), os.path.getsize(p)))
