@@ -426,7 +426,7 @@ Test(remote_gen, cascade_and_route_with_a_remote_leg_at_their_extremes) {
     duet_router_init(&router, DUET_ROUTER_THRESHOLD);
     for (int to_llm = 0; to_llm < 2; to_llm++) {
         router.threshold = to_llm ? -INFINITY : INFINITY; /* to the LLM when score > threshold */
-        cr_assert_eq(duet_strategy_route(&strat, l.sl, l.slm, l.remote, &router, &err), 0, "%s", err.msg);
+        cr_assert_eq(duet_strategy_route(&strat, l.sl, NULL, l.slm, l.remote, &router, &err), 0, "%s", err.msg);
         collected c = {0};
         duet_request q = {.prompt = PROMPT, .n_prompt = N_PROMPT, .max_new = n_new, .emit = collect, .user = &c};
         cr_assert_eq(duet_run(strat, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);

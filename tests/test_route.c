@@ -159,6 +159,33 @@ Test(route, router_file_round_trip_and_errors) {
     fclose(f);
     cr_assert_eq(duet_router_load(&back, path, &err), DUET_EFORMAT);
     cr_assert(strstr(err.msg, ":3:"), "the message names the line: %s", err.msg);
+    /* a file of an older duet names a prefix of the signals: it loads, the
+     * signals it lacks weigh 0, and it scores as a hand computation on its own */
+    f = fopen(path, "w");
+    fputs("duet-router v2\nkind logistic\nsignal mean_entropy\nthreshold 0.5\nshare 0.5\n"
+          "signals mean_entropy max_entropy prompt_nll neg_top1 neg_margin copy_miss top1_novel\n"
+          "mean 1 1 1 1 1 1 1\nscale 2 2 2 2 2 2 2\nw 0.5 0 0 -1 0 0 0.25\nb -0.5\n",
+          f);
+    fclose(f);
+    cr_assert_eq(duet_router_load(&back, path, &err), 0, "%s", err.msg);
+    for (int i = 7; i < DUET_ROUTE_NSIG; i++) cr_assert_eq(back.w[i], 0.0f, "signal %d", i);
+    float s9[DUET_ROUTE_NSIG] = {3, 9, 9, -1, 9, 9, 1, 100, 100};
+    const double z = -0.5 + 0.5 * (3 - 1) / 2.0 - 1 * (-1 - 1) / 2.0 + 0.25 * (1 - 1) / 2.0;
+    cr_assert_float_eq(duet_router_score(&back, s9), 1 / (1 + exp(-z)), 1e-6);
+    duet_router_free(&back);
+    /* more signals than this duet has, or another name, are refused naming the line */
+    f = fopen(path, "w");
+    fputs("duet-router v2\nkind logistic\nsignals mean_entropy max_entropy prompt_nll neg_top1 neg_margin "
+          "copy_miss top1_novel content_miss content_alt next_one\n",
+          f);
+    fclose(f);
+    cr_assert_eq(duet_router_load(&back, path, &err), DUET_EFORMAT);
+    cr_assert(strstr(err.msg, ":3:") && strstr(err.msg, "more than"), "%s", err.msg);
+    f = fopen(path, "w");
+    fputs("duet-router v2\nkind logistic\nsignals mean_entropy prompt_nll\n", f);
+    fclose(f);
+    cr_assert_eq(duet_router_load(&back, path, &err), DUET_EFORMAT);
+    cr_assert(strstr(err.msg, ":3:") && strstr(err.msg, "max_entropy"), "%s", err.msg);
     unlink(path);
 }
 
@@ -256,7 +283,7 @@ Test(route, routing_never_and_always, .timeout = 120) {
         r.signal = DUET_SIG_PROMPT_NLL;
         r.threshold = always ? -INFINITY : INFINITY;
         duet_strategy *rs;
-        cr_assert_eq(duet_strategy_route(&rs, sl, leg_s, leg_l, &r, &err), 0, "%s", err.msg);
+        cr_assert_eq(duet_strategy_route(&rs, sl, NULL, leg_s, leg_l, &r, &err), 0, "%s", err.msg);
         collected got = {0};
         duet_request q = {.prompt = prompt, .n_prompt = 9, .max_new = n_new, .emit = collect, .user = &got};
         cr_assert_eq(duet_run(rs, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
@@ -282,7 +309,7 @@ Test(route, signals_match_brute_force) {
     const float rows[R * V] = {0, 1, 2, 3, 5, 5, 5, 5, -1, 0, 4, 0};
     const int32_t prompt[4] = {0, 3, 1, 2};
     float sig[DUET_ROUTE_NSIG];
-    duet_route_signals(sig, rows, R, V, prompt, 4); /* rows for positions 1, 2, 3 */
+    duet_route_signals(sig, rows, R, V, prompt, 4, NULL); /* rows for positions 1, 2, 3 */
     double ent[R], mx_ent = 0, sum_ent = 0, nll = 0;
     for (int r = 0; r < R; r++) {
         double z = 0;
@@ -310,14 +337,92 @@ Test(route, copy_signals_match_a_hand_count) {
     const float rows[2 * V] = {3, 0, 0, 0, -1, 0, 4, 0.5f};
     const int32_t prompt[3] = {0, 3, 3};
     float sig[DUET_ROUTE_NSIG];
-    duet_route_signals(sig, rows, 2, V, prompt, 3);
+    duet_route_signals(sig, rows, 2, V, prompt, 3, NULL);
     const double z = exp(-1) + 1 + exp(4) + exp(0.5);
     cr_assert_float_eq(sig[DUET_SIG_COPY_MISS], 1 - (exp(-1) + exp(0.5)) / z, 1e-6);
     cr_assert_eq(sig[DUET_SIG_TOP1_NOVEL], 1.0f);
     const int32_t grounded[3] = {2, 3, 3}; /* now the top token occurs in the prompt */
-    duet_route_signals(sig, rows, 2, V, grounded, 3);
+    duet_route_signals(sig, rows, 2, V, grounded, 3, NULL);
     cr_assert_eq(sig[DUET_SIG_TOP1_NOVEL], 0.0f);
     cr_assert_float_eq(sig[DUET_SIG_COPY_MISS], 1 - (exp(4) + exp(0.5)) / z, 1e-6);
+}
+
+/* The first token of " word" alone: in a byte-level BPE the pre-tokenizer
+ * cuts before every " word", so it is the word's first token in any text. */
+static int32_t first_token(const duet_vocab *v, const char *word) {
+    char buf[64];
+    snprintf(buf, sizeof buf, " %s", word);
+    int32_t ids[16];
+    const int n = duet_tokenize(v, buf, strlen(buf), ids, 16, 0);
+    cr_assert_gt(n, 0, "cannot tokenize '%s'", buf);
+    return ids[0];
+}
+
+/* The content signals on the shipped tokenizer against a hand count: the
+ * prompt's content words (after a space, 3 letters or more, not a function
+ * word) are listed here by reading the sentence; the row puts its top token
+ * on " she" (in the prompt, a function word), then " the", then the first
+ * token of " max" and of " tree". */
+Test(route, content_signals_match_a_hand_count) {
+    duet_vocab *v = NULL;
+    duet_err err = {0};
+    cr_assert_eq(duet_vocab_load_file(&v, DUET_SRC_DIR "/models/tok.gguf", &err), 0, "%s", err.msg);
+    duet_route_words *w = NULL;
+    cr_assert_eq(duet_route_words_new(&w, v, &err), 0, "%s", err.msg);
+    const char *text = "one day, lily and her dog max went to the park. she saw a big tree with a squirrel. then";
+    const char *content_words[] = {"day", "lily", "dog", "max", "went", "park", "saw", "big", "tree", "squirrel"};
+    const char *function_words[] = {"and", "her", "the", "she", "with", "then"};
+    int32_t *prompt = NULL;
+    const int n = duet_tokenize_alloc(v, text, strlen(text), DUET_TOK_ADD_BOS, &prompt);
+    cr_assert_gt(n, 10);
+    const int V = duet_vocab_n(v);
+    float *row = malloc(sizeof *row * (size_t)V); /* (V) the distribution after the prompt */
+    for (int i = 0; i < V; i++) row[i] = -10;
+    const int32_t she = first_token(v, "she"), the = first_token(v, "the"), max = first_token(v, "max"),
+                  tree = first_token(v, "tree"), lily = first_token(v, "lily");
+    row[she] = 5, row[the] = 4, row[max] = 3, row[tree] = 2;
+    double z = 0;
+    for (int i = 0; i < V; i++) z += exp(row[i]);
+    float sig[DUET_ROUTE_NSIG];
+    duet_route_signals(sig, row, 1, V, prompt, n, w);
+    cr_assert_eq(sig[DUET_SIG_TOP1_NOVEL], 0.0f, "\" she\" is in the prompt");
+    cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], 1.0f, "\" she\" begins no content word");
+    cr_assert_float_eq(sig[DUET_SIG_CONTENT_ALT], exp(3) / z, 1e-6, "the best other content token is \" max\"");
+    /* the top token on a content word: no miss, and the alternative is the next content word */
+    row[lily] = 6, z += exp(6) - exp(-10);
+    duet_route_signals(sig, row, 1, V, prompt, n, w);
+    cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], 0.0f);
+    cr_assert_float_eq(sig[DUET_SIG_CONTENT_ALT], exp(3) / z, 1e-6, "\" max\": \" she\" and \" the\" are no content");
+    /* every hand-listed word is content, every function word is not */
+    uint8_t *seen = calloc((size_t)V, 1);
+    for (size_t i = 0; i < sizeof content_words / sizeof *content_words; i++) {
+        for (int k = 0; k < V; k++) row[k] = -10;
+        row[first_token(v, content_words[i])] = 1;
+        duet_route_signals(sig, row, 1, V, prompt, n, w);
+        cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], 0.0f, "'%s' is a content word of the prompt", content_words[i]);
+        seen[first_token(v, content_words[i])] = 1;
+    }
+    for (size_t i = 0; i < sizeof function_words / sizeof *function_words; i++) {
+        cr_assert(duet_route_is_function_word(function_words[i], strlen(function_words[i])), "%s", function_words[i]);
+        if (seen[first_token(v, function_words[i])]) continue; /* shares its first token with a content word */
+        for (int k = 0; k < V; k++) row[k] = -10;
+        row[first_token(v, function_words[i])] = 1;
+        duet_route_signals(sig, row, 1, V, prompt, n, w);
+        cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], 1.0f, "'%s' is a function word", function_words[i]);
+    }
+    /* a word absent from the prompt is no content word of it */
+    for (int k = 0; k < V; k++) row[k] = -10;
+    row[first_token(v, "elephant")] = 1;
+    duet_route_signals(sig, row, 1, V, prompt, n, w);
+    cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], 1.0f);
+    /* without a word view every prompt token counts: content_miss is top1_novel */
+    row[she] = 5, row[the] = 4;
+    duet_route_signals(sig, row, 1, V, prompt, n, NULL);
+    cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], sig[DUET_SIG_TOP1_NOVEL]);
+    cr_assert_eq(sig[DUET_SIG_CONTENT_MISS], 0.0f);
+    free(seen), free(row), free(prompt);
+    duet_route_words_free(w);
+    duet_vocab_free(v);
 }
 
 /* A boundary that lives in the hidden state (h3 - h7 > 0.2; the signals are
@@ -463,7 +568,7 @@ Test(route, routing_on_the_pooled_hidden_state, .timeout = 60) {
     float *lg = malloc(sizeof *lg * 9 * V), *hid = malloc(sizeof *hid * 9 * E), *pooled = malloc(sizeof *pooled * E);
     cr_assert_eq(duet_eval_hidden(s, prompt, 9, lg, hid, 9, &err), 0, "%s", err.msg);
     float sig[DUET_ROUTE_NSIG];
-    duet_route_signals(sig, lg, 9, V, prompt, 9);
+    duet_route_signals(sig, lg, 9, V, prompt, 9, NULL);
     duet_route_pool_hidden(pooled, hid, 9, E);
     const float want = duet_router_score_h(&r, sig, pooled);
     cr_assert(want != duet_router_score(&r, sig), "the hidden state must move the score");
@@ -472,7 +577,7 @@ Test(route, routing_on_the_pooled_hidden_state, .timeout = 60) {
     duet_sampler *g = tu_greedy(V);
     duet_strategy *leg, *rs;
     cr_assert_eq(duet_strategy_plain(&leg, sl, g, &err), 0);
-    cr_assert_eq(duet_strategy_route(&rs, sl, leg, leg, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(duet_strategy_route(&rs, sl, NULL, leg, leg, &r, &err), 0, "%s", err.msg);
     duet_request q = {.prompt = prompt, .n_prompt = 9, .max_new = 4};
     cr_assert_eq(duet_run(rs, &q, &err), DUET_FINISH_LENGTH, "%s", err.msg);
     duet_stats st;
@@ -480,7 +585,7 @@ Test(route, routing_on_the_pooled_hidden_state, .timeout = 60) {
     cr_assert_float_eq(st.confidence, want, 1e-6, "score %g, want %g", st.confidence, want);
     duet_strategy_free(rs);
     r.n_hidden = E + 1; /* a router fitted on another model */
-    cr_assert_eq(duet_strategy_route(&rs, sl, leg, leg, &r, &err), DUET_EINVAL);
+    cr_assert_eq(duet_strategy_route(&rs, sl, NULL, leg, leg, &r, &err), DUET_EINVAL);
     cr_assert(strstr(err.msg, "hidden state"), "%s", err.msg);
     r.n_hidden = E;
     duet_router_free(&r);

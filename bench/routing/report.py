@@ -5,6 +5,8 @@ CPT, a gnuplot script for the plot. Python 3 standard library only.
 
     report.py DIR                                   # DIR/results.md on stdout, results.json, routing.gp
     report.py --best-signal CALIB_LABELLED.jsonl    # the signal with the best AUC on the labels
+    report.py --labelled DIR ITEMS.jsonl            # DIR/test-labelled.jsonl: the items labelled from
+                                                    # DIR/slm.jsonl and DIR/llm.jsonl (route-fit input)
     report.py --cascade-threshold DIR SHARE [--tiers 3]
                                                     # the cascade threshold that sends SHARE of the
                                                     # calibration split to the LLM
@@ -22,7 +24,21 @@ import math
 import os
 import sys
 
-SIGNALS = ["mean_entropy", "max_entropy", "prompt_nll", "neg_top1", "neg_margin", "copy_miss", "top1_novel"]
+LOGISTIC = "logistic (route-fit)"
+LOGISTIC_H = "logistic + hidden state (route-fit --hidden)"
+IN_SAMPLE = "in-sample"  # the curve names of routers fitted on the test split itself start with it
+# run.sh's router files: (file, curve name, kind); kind "insample" is no router one could
+# deploy (fitted on the items it is evaluated on): reported apart, never a goal's figure
+ROUTER_FILES = [
+    ("router-logistic.txt", LOGISTIC, "route"),
+    ("router-logistic-hidden.txt", LOGISTIC_H, "route"),
+    ("router-logistic-618.txt", "logistic, fitted on the 618-item calibration split", "route"),
+    ("router-logistic-hidden-618.txt", "logistic + hidden state, fitted on the 618-item calibration split", "route"),
+    ("router-insample.txt", IN_SAMPLE + " logistic (fitted on the test split)", "insample"),
+    ("router-insample-hidden.txt", IN_SAMPLE + " logistic + hidden state (fitted on the test split)", "insample"),
+]
+SIGNALS = ["mean_entropy", "max_entropy", "prompt_nll", "neg_top1", "neg_margin", "copy_miss", "top1_novel",
+           "content_miss", "content_alt"]
 
 
 def load_jsonl(path):
@@ -182,6 +198,24 @@ def best_signal(path):
     print(best)
 
 
+def write_labelled(out, items_path):
+    """The evaluated items with the label route-fit uses (gain: the SLM wrong and the LLM
+    right) and the SLM's signals and hidden state from the single-model dumps, so that a
+    router can be fitted on them without running a model."""
+    items = load_jsonl(items_path)
+    slm = load_jsonl(os.path.join(out, "slm.jsonl"))
+    llm = load_jsonl(os.path.join(out, "llm.jsonl"))
+    assert len(items) == len(slm) == len(llm), "the dumps are not of these items"
+    path = os.path.join(out, "test-labelled.jsonl")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for it, s, l in zip(items, slm, llm):
+            assert s["answer"] == l["answer"] == it["answer"], "the dumps are not of these items"
+            row = {"id": s["id"], "prompt": it["prompt"], "answer": it["answer"],
+                   "label": int(not s["correct"] and l["correct"]), "signals": s["signals"], "hidden": s["hidden"]}
+            f.write(json.dumps(row) + "\n")
+    os.replace(path + ".tmp", path)
+
+
 def cascade_threshold(out, share, tiers):
     slm = load_jsonl(os.path.join(out, "calib-slm.jsonl"))
     confs = [[r["mean_logprob"] for r in slm]]
@@ -227,17 +261,14 @@ def report(out):
     curves = {}  # name -> dict(points, kind, cost(share))
     for s in SIGNALS:
         curves["threshold " + s] = {"pts": routing_curve([r["signals"][s] for r in slm], ok_s, ok_l), "kind": "route"}
-    lr = os.path.join(out, "router-logistic.txt")
-    logistic = read_router(lr) if os.path.exists(lr) else None
-    if logistic:
-        curves["logistic (route-fit)"] = {
-            "pts": routing_curve([router_score(logistic, r["signals"]) for r in slm], ok_s, ok_l), "kind": "route"}
-    lh = os.path.join(out, "router-logistic-hidden.txt")
-    logistic_h = read_router(lh) if os.path.exists(lh) else None
-    if logistic_h:
-        curves["logistic + hidden state (route-fit --hidden)"] = {
-            "pts": routing_curve([router_score(logistic_h, r["signals"], r["hidden"]) for r in slm], ok_s, ok_l),
-            "kind": "route"}
+    fitted = {}  # the router files of run.sh step 2 that are there: curve name -> router
+    for fn, name, kind in ROUTER_FILES:
+        path = os.path.join(out, fn)
+        if os.path.exists(path):
+            fitted[name] = read_router(path)
+            curves[name] = {"pts": routing_curve([router_score(fitted[name], r["signals"], r.get("hidden"))
+                                                  for r in slm], ok_s, ok_l), "kind": kind}
+    logistic, logistic_h = fitted.get(LOGISTIC), fitted.get(LOGISTIC_H)
     curves["cascade slm>llm, mean logprob"] = {
         "pts": routing_curve([-r["mean_logprob"] for r in slm], ok_s, ok_l), "kind": "cascade2"}
     curves["cascade slm>llm, min logprob"] = {
@@ -254,7 +285,7 @@ def report(out):
     curves["random"] = {"pts": [(0.0, acc_s), (1.0, acc_l)], "kind": "random"}
 
     def est_seconds(c, share):
-        if c["kind"] == "route":
+        if c["kind"] in ("route", "insample"):
             return sig_s + (1 - share) * sec["slm"] + share * sec["llm"]
         if c["kind"] == "random":
             return (1 - share) * sec["slm"] + share * sec["llm"]
@@ -372,7 +403,7 @@ def report(out):
         for name, sh, acc, j in checks:
             L.append("| %s | %.4f | %.4f | %.4f | %.4f |" % (name, sh, j["llm_share"], acc, j["accuracy"]))
     # goals
-    routers = [r for r in rows if r["name"] not in ("oracle", "random")]
+    routers = [r for r in rows if r["name"] not in ("oracle", "random") and not r["name"].startswith(IN_SAMPLE)]
     two = [r for r in routers if "mid" not in r["name"]]
     best95 = min(routers, key=lambda r: (math.isnan(r["cpt95"]), r["cpt95"]))
     best_apgr = max(routers, key=lambda r: r["apgr"])
@@ -398,7 +429,7 @@ def report(out):
                               for c in checks]}, f, indent=1)
 
     # ---- the plot: accuracy against LLM share, and against (estimated / measured) seconds ----
-    plotted = ["oracle", "random", "logistic (route-fit)", "threshold " + max(
+    plotted = ["oracle", "random", LOGISTIC, ROUTER_FILES[-1][1], "threshold " + max(
         SIGNALS, key=lambda s: next(r["apgr"] for r in rows if r["name"] == "threshold " + s)),
         "cascade slm>llm, mean logprob", "cascade slm>mid>llm, mean logprob", "cascade mid>llm, mean logprob"]
     files = []
@@ -429,14 +460,14 @@ def report(out):
               min(acc_s, acc_m) - 0.02, (sum(ok_s) + g) / n + 0.02),
           'set xlabel "share of requests sent to the LLM (deferral: share of tokens)"', 'set ylabel "accuracy"',
           'set title "accuracy against LLM share (cloze test, %d items)"' % n]
-    colour = {"oracle": "#888888", "random": "#000000", "logistic (route-fit)": "#1f77b4",
+    colour = {"oracle": "#888888", "random": "#000000", LOGISTIC: "#1f77b4", ROUTER_FILES[-1][1]: "#aec7e8",
               "cascade slm>llm, mean logprob": "#ff7f0e", "cascade slm>mid>llm, mean logprob": "#2ca02c",
               "cascade mid>llm, mean logprob": "#17becf"}
     def lc(name):
         return 'lc rgb "%s"' % colour.get(name, "#9467bd")
     plots = []
     for k, (fn, name) in enumerate(files):
-        style = "dashtype 2" if name in ("oracle", "random") else ""
+        style = "dashtype 2" if name in ("oracle", "random") or name.startswith(IN_SAMPLE) else ""
         plots.append('"%s/%s" using 1:2 with lines lw 2 %s %s title "%s"' % (out, fn, style, lc(name), name))
     plots.append('"%s/measured.dat" using 1:2 with points pt 7 ps 1.3 lc rgb "#d62728" title "measured runs"' % out)
     plots.append('"%s/defer.dat" using 1:2 with linespoints pt 9 ps 1.3 lc rgb "#8c564b" '
@@ -446,7 +477,7 @@ def report(out):
            'set title "accuracy against seconds"', 'set key bottom right', 'set autoscale x']
     plots = []
     for fn, name in files:
-        if name == "oracle":
+        if name == "oracle" or name.startswith(IN_SAMPLE):
             continue
         style = "dashtype 2" if name == "random" else ""
         plots.append('"%s/%s" using 3:2 with lines lw 2 %s %s title "%s"' % (out, fn, style, lc(name), name))
@@ -464,6 +495,8 @@ def main():
     a = sys.argv[1:]
     if a[:1] == ["--best-signal"] and len(a) == 2:
         best_signal(a[1])
+    elif a[:1] == ["--labelled"] and len(a) == 3:
+        write_labelled(a[1], a[2])
     elif a[:1] == ["--cascade-threshold"] and len(a) in (3, 5):
         tiers = int(a[4]) if len(a) == 5 and a[3] == "--tiers" else 2
         cascade_threshold(a[1], float(a[2]), tiers)

@@ -27,13 +27,14 @@
 #include "duet/lm.h"
 #include "duet/sample.h"
 #include "duet/spec.h"
+#include "duet/tok.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* Routing signals per request (DUET_SIG_* below). */
-#define DUET_ROUTE_NSIG 7
+#define DUET_ROUTE_NSIG 9
 
 /* Why a request ended (OpenAI's finish_reason). Append-only. */
 typedef enum duet_finish {
@@ -239,14 +240,31 @@ enum {
     DUET_SIG_NEG_MARGIN,       /* minus (top-1 - top-2) probability of that token */
     DUET_SIG_COPY_MISS,        /* 1 - the probability the SLM gives that token's tokens occurring in the prompt */
     DUET_SIG_TOP1_NOVEL,       /* 1 when the SLM's most likely first token does not occur in the prompt, else 0 */
+    /* The content words of the prompt: its words of 3 letters or more that are
+     * not English function words ("the", "she", "with", ...; duet_route_words). */
+    DUET_SIG_CONTENT_MISS,     /* 1 when the SLM's most likely first token does not begin a content word of the prompt */
+    DUET_SIG_CONTENT_ALT,      /* the largest probability the SLM gives another token that begins one: an
+                                  alternative grounded in the prompt that a stronger model may well pick */
 };
 DUET_API const char *duet_signal_name(int i); /* "mean_entropy", ... */
 
+/* The word view of a vocabulary that the content signals need: which tokens
+ * begin a word (a space, then letters only), which continue one (letters
+ * only), and their letters in lowercase. Bytes >= 0x80 count as letters, so
+ * words in other scripts are not cut. Built once per SLM vocabulary. */
+typedef struct duet_route_words duet_route_words;
+DUET_API int duet_route_words_new(duet_route_words **out, const duet_vocab *vocab, duet_err *err);
+DUET_API void duet_route_words_free(duet_route_words *w); /* NULL is a no-op */
+/* 1 when word (len bytes, lowercase) is an English function word. */
+DUET_API int duet_route_is_function_word(const char *word, size_t len);
+
 /* Computes the signals from logit rows of consecutive prompt positions:
  * rows (n_rows, n_vocab) for positions [n_prompt - n_rows, n_prompt), and the
- * prompt's tokens (n_prompt). */
+ * prompt's tokens (n_prompt). words: the vocabulary's word view; NULL
+ * (no tokenizer at hand) counts every prompt token as a content word's, so
+ * content_miss is then top1_novel. */
 DUET_API void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_rows, int n_vocab,
-                                 const int32_t *prompt, int n_prompt);
+                                 const int32_t *prompt, int n_prompt, const duet_route_words *words);
 /* The pooled hidden state: the mean over the rows of the SLM's final hidden
  * states hidden (n_rows, n_embd) of the same positions -> pooled (n_embd). */
 DUET_API void duet_route_pool_hidden(float *pooled, const float *hidden, int n_rows, int n_embd);
@@ -309,9 +327,10 @@ DUET_API int duet_router_load(duet_router *r, const char *path, duet_err *err);
  * decides, then the chosen leg (a strategy: the SLM's or the LLM's) answers
  * the whole request. signal_lm is the SLM (it may be the SLM leg's own lm).
  * Tokens of the SLM leg are tagged DUET_BY_SLM; stats->escalated is 1 when
- * the LLM answered, stats->confidence the router's score. router is borrowed. */
-DUET_API int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *slm_leg,
-                                 duet_strategy *llm_leg, duet_router *router, duet_err *err);
+ * the LLM answered, stats->confidence the router's score. router and words
+ * (the signal model's word view, or NULL: duet_route_signals) are borrowed. */
+DUET_API int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, const duet_route_words *words,
+                                 duet_strategy *slm_leg, duet_strategy *llm_leg, duet_router *router, duet_err *err);
 
 /* Offline fallback: the primary strategy (say, over a remote LLM) answers;
  * if one of its evals fails, or it ends with an error, the fallback (the

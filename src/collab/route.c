@@ -13,6 +13,7 @@
 typedef struct {
     duet_strategy base;
     duet_lm *sig_lm;
+    const duet_route_words *words; /* the signal model's word view, or NULL */
     duet_strategy *legs[2]; /* 0: the SLM's, 1: the LLM's */
     duet_router *router;
     collab_req r;           /* the request as the consumer gave it */
@@ -58,7 +59,8 @@ static int route_step(duet_strategy *s, duet_plan *plan, duet_err *err) {
 static int route_accept(duet_strategy *s, duet_err *err) {
     route_strategy *rs = (route_strategy *)s;
     if (rs->chosen < 0) { /* the signals arrived: decide, then start the leg */
-        duet_route_signals(rs->sig, rs->rows, rs->n_rows, rs->sig_lm->n_vocab, rs->r.hist, rs->r.n_prompt);
+        duet_route_signals(rs->sig, rs->rows, rs->n_rows, rs->sig_lm->n_vocab, rs->r.hist, rs->r.n_prompt,
+                           rs->words);
         if (rs->hidden) duet_route_pool_hidden(rs->pooled, rs->hidden, rs->n_rows, rs->sig_lm->n_embd);
         rs->score = duet_router_score_h(rs->router, rs->sig, rs->hidden ? rs->pooled : NULL);
         rs->chosen = duet_router_decide(rs->router, rs->score) ? 1 : 0;
@@ -114,8 +116,8 @@ static const duet_strategy_i route_iface = {
     .name = "route", .reset = route_reset, .step = route_step, .accept = route_accept, .stats = route_stats,
     .free = route_free};
 
-int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *slm_leg, duet_strategy *llm_leg,
-                        duet_router *router, duet_err *err) {
+int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, const duet_route_words *words, duet_strategy *slm_leg,
+                        duet_strategy *llm_leg, duet_router *router, duet_err *err) {
     *out = NULL;
     if (!signal_lm || !slm_leg || !llm_leg || !router)
         return duet_err_set(err, DUET_EINVAL, "route: need the SLM, both legs and a router");
@@ -137,7 +139,7 @@ int duet_strategy_route(duet_strategy **out, duet_lm *signal_lm, duet_strategy *
     }
     rs->base.iface = &route_iface;
     rs->base.finish = DUET_FINISH_LENGTH; /* not started */
-    rs->sig_lm = signal_lm, rs->legs[0] = slm_leg, rs->legs[1] = llm_leg, rs->router = router;
+    rs->sig_lm = signal_lm, rs->words = words, rs->legs[0] = slm_leg, rs->legs[1] = llm_leg, rs->router = router;
     rs->chosen = -1;
     *out = &rs->base;
     return 0;

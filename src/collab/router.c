@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collab/route_words.h"
 #include "duet/strategy.h"
 
 const char *duet_signal_name(int i) {
-    static const char *names[DUET_ROUTE_NSIG] = {"mean_entropy", "max_entropy", "prompt_nll", "neg_top1",
-                                                 "neg_margin",   "copy_miss",   "top1_novel"};
+    static const char *names[DUET_ROUTE_NSIG] = {"mean_entropy", "max_entropy",  "prompt_nll",
+                                                 "neg_top1",     "neg_margin",   "copy_miss",
+                                                 "top1_novel",   "content_miss", "content_alt"};
     return i >= 0 && i < DUET_ROUTE_NSIG ? names[i] : "unknown";
 }
 
@@ -25,9 +27,9 @@ static int in_prompt(const int32_t *prompt, int n_prompt, int v) {
 }
 
 void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_rows, int n_vocab, const int32_t *prompt,
-                        int n_prompt) {
-    double ent_sum = 0, ent_max = 0, nll = 0, copy = 0;
-    int n_nll = 0, novel = 0;
+                        int n_prompt, const duet_route_words *words) {
+    double ent_sum = 0, ent_max = 0, nll = 0, copy = 0, alt = 0;
+    int n_nll = 0, novel = 0, content_miss = 1;
     float top1 = 0, top2 = 0;
     for (int r = 0; r < n_rows; r++) {
         const float *row = rows + (size_t)r * n_vocab; /* (n_vocab) the distribution after position p */
@@ -59,13 +61,20 @@ void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_row
             top2 = isfinite(b) ? (float)(exp((double)b - mx) / z) : 0;
             /* Copying: an answer grounded in the prompt repeats one of its
              * tokens; an SLM that looks elsewhere is likely wrong there. */
-            uint8_t *seen = calloc((size_t)n_vocab, 1); /* (n_vocab); NULL (out of memory): scan the prompt */
+            uint8_t *seen = calloc((size_t)n_vocab * 2, 1); /* (2, n_vocab): in the prompt, begins a content
+                                                               word of it; NULL (out of memory): scan the prompt */
+            uint8_t *content = seen ? seen + n_vocab : NULL;
             for (int i = 0; seen && i < n_prompt; i++)
                 if (prompt[i] >= 0 && prompt[i] < n_vocab) seen[prompt[i]] = 1;
-            for (int v = 0; v < n_vocab; v++)
-                if (seen ? seen[v] : in_prompt(prompt, n_prompt, v)) copy += exp((double)row[v] - mx);
-            copy /= z;
+            if (content && words) route_words_mark_content(words, prompt, n_prompt, content);
+            else if (content) memcpy(content, seen, (size_t)n_vocab); /* no words: every prompt token counts */
+            for (int v = 0; v < n_vocab; v++) {
+                const double pv = exp((double)row[v] - mx) / z;
+                if (seen ? seen[v] : in_prompt(prompt, n_prompt, v)) copy += pv;
+                if (v != arg && (content ? content[v] : in_prompt(prompt, n_prompt, v)) && pv > alt) alt = pv;
+            }
             novel = !(seen ? seen[arg] : in_prompt(prompt, n_prompt, arg));
+            content_miss = content ? !content[arg] : novel;
             free(seen);
         }
     }
@@ -76,6 +85,8 @@ void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_row
     sig[DUET_SIG_NEG_MARGIN] = -(top1 - top2);
     sig[DUET_SIG_COPY_MISS] = n_rows ? (float)(1 - copy) : 1;
     sig[DUET_SIG_TOP1_NOVEL] = n_rows ? (float)novel : 1;
+    sig[DUET_SIG_CONTENT_MISS] = (float)content_miss;
+    sig[DUET_SIG_CONTENT_ALT] = (float)alt;
 }
 
 void duet_route_pool_hidden(float *pooled, const float *hidden, int n_rows, int n_embd) {
@@ -89,7 +100,7 @@ void duet_route_pool_hidden(float *pooled, const float *hidden, int n_rows, int 
 void duet_router_init(duet_router *r, duet_router_kind kind) {
     memset(r, 0, sizeof *r);
     r->kind = kind;
-    r->signal = DUET_SIG_MEAN_ENTROPY;
+    r->signal = DUET_SIG_NEG_TOP1; /* the one plain signal above random at every share (docs/routing.md) */
     for (int i = 0; i < DUET_ROUTE_NSIG; i++) r->scale[i] = 1;
     r->share = 0.5f;
 }
@@ -450,16 +461,21 @@ int duet_router_load(duet_router *r, const char *path, duet_err *err) {
             if (found < 0) rc = duet_err_set(err, DUET_EFORMAT, "%s:%d: unknown signal '%s'", path, ln, val);
             else r->signal = found;
         } else if (!strcmp(key, "signals")) { /* v2: the order of the coefficients */
+            /* signals only ever get appended: an older duet's file names a prefix of
+             * this one's, and the signals it lacks keep a weight of 0 */
             char *save = NULL, *tokn = strtok_r(line, " \t\r\n", &save);
             int i = 0;
             while (rc == 0 && (tokn = strtok_r(NULL, " \t\r\n", &save))) {
-                if (i >= DUET_ROUTE_NSIG || strcmp(tokn, duet_signal_name(i)))
+                if (i >= DUET_ROUTE_NSIG)
+                    rc = duet_err_set(err, DUET_EFORMAT, "%s:%d: more than the %d signals this duet has", path, ln,
+                                      DUET_ROUTE_NSIG);
+                else if (strcmp(tokn, duet_signal_name(i)))
                     rc = duet_err_set(err, DUET_EFORMAT, "%s:%d: signal %d is '%s', this duet expects '%s'", path, ln, i,
                                       tokn, duet_signal_name(i));
                 i++;
             }
-            if (rc == 0 && i != DUET_ROUTE_NSIG)
-                rc = duet_err_set(err, DUET_EFORMAT, "%s:%d: %d signals, this duet has %d", path, ln, i, DUET_ROUTE_NSIG);
+            if (rc == 0 && i == 0) rc = duet_err_set(err, DUET_EFORMAT, "%s:%d: no signals named", path, ln);
+            n_sig = i;
         } else if (!strcmp(key, "threshold") && sscanf(line, "%*s %f", &r->threshold) == 1) {
         } else if (!strcmp(key, "share") && sscanf(line, "%*s %f", &r->share) == 1) {
         } else if (!strcmp(key, "b") && sscanf(line, "%*s %f", &r->b) == 1) {

@@ -381,7 +381,7 @@ static int build_strategy(srv_sched *s, srv_slot *sl, srv_job *j, srv_profile *m
             return rc;
         if (p->kind == SRV_CASCADE) return duet_strategy_cascade(&sl->strat, sl->legs, &p->param, 2, 0, err);
         duet_router *r = router_for(s, j->prof_index, p->param, err);
-        return r ? duet_strategy_route(&sl->strat, small, sl->legs[0], sl->legs[1], r, err) : DUET_ENOMEM;
+        return r ? duet_strategy_route(&sl->strat, small, s->words, sl->legs[0], sl->legs[1], r, err) : DUET_ENOMEM;
     }
     }
     return duet_err_set(err, DUET_EINVAL, "profile %s: unknown strategy", p->name);
@@ -502,6 +502,7 @@ int srv_sched_start(srv_sched *s, srv_config *c, srv_metrics *m, duet_err *err) 
     if (rc < 0) return rc;
     duet_driver_set_min_pass(s->driver, c->forward_delay_s);
     if ((s->n_eog = duet_vocab_eog_ids(c->models[0].vocab, &s->eog)) < 0) return duet_err_set(err, DUET_ENOMEM, "serve: out of memory");
+    if ((rc = duet_route_words_new(&s->words, c->models[0].vocab, err)) < 0) return rc;
     for (int p = 0; p < c->n_profiles; p++) {
         duet_spec_adapt_init(&c->profiles[p].learned_model, c->profiles[p].spec.draft_max);
         duet_spec_adapt_init(&c->profiles[p].learned_ngram, c->profiles[p].spec.draft_max);
@@ -558,6 +559,8 @@ void srv_sched_stop(srv_sched *s) {
     }
     for (int p = 0; p < SRV_MAX_PROFILES; p++)
         for (int i = 0; i < s->n_routers[p]; i++) duet_router_free(&s->routers[p][i]);
+    duet_route_words_free(s->words);
+    s->words = NULL;
     duet_driver_free(s->driver);
     free(s->slots), free(s->queue), free(s->eog);
     s->slots = NULL, s->queue = NULL, s->eog = NULL, s->driver = NULL;

@@ -223,6 +223,7 @@ typedef struct srv_sched {
     duet_router routers[SRV_MAX_PROFILES][4];
     float router_share[SRV_MAX_PROFILES][4];
     int n_routers[SRV_MAX_PROFILES];
+    duet_route_words *words;     /* the server vocabulary's word view (the routers' content signals) */
     duet_driver *driver;
     int32_t *eog;                /* end-of-generation ids of the vocabulary */
     int n_eog;

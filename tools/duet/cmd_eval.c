@@ -35,6 +35,14 @@ int eval_signal_index(const char *name) {
     return -1;
 }
 
+const char *eval_signal_names(void) {
+    static char buf[512];
+    if (!buf[0])
+        for (int i = 0; i < DUET_ROUTE_NSIG; i++)
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", duet_signal_name(i));
+    return buf;
+}
+
 static int item_error(const char *cmd, const char *path, int line, const char *why) {
     fprintf(stderr, "duet %s: %s:%d: %s\n", cmd, path, line, why);
     return -1;
@@ -245,6 +253,10 @@ int eval_env_open(eval_env *e, const char *cmd, const char *const *paths, const 
                 fprintf(stderr, "duet %s: %s: %s\n", cmd, m->path, err.msg);
                 return -1;
             }
+            if (duet_route_words_new(&e->words, e->vocab, &err) < 0) {
+                fprintf(stderr, "duet %s: %s\n", cmd, err.msg);
+                return -1;
+            }
             int ns = duet_vocab_eog_ids(e->vocab, &e->stop);
             if (ns < 0) {
                 fprintf(stderr, "duet %s: out of memory\n", cmd);
@@ -275,6 +287,7 @@ int eval_env_open(eval_env *e, const char *cmd, const char *const *paths, const 
 void eval_env_close(eval_env *e) {
     for (int i = 0; i < e->n_models; i++) duet_model_free(e->mod[i].m);
     duet_vocab_free(e->vocab);
+    duet_route_words_free(e->words);
     free(e->stop);
     duet_pool_free(e->pool);
     memset(e, 0, sizeof *e);
@@ -435,7 +448,8 @@ static int slot_init(eval_env *e, const eval_spec *sp, slot *s, duet_err *err) {
         break;
     case EVAL_ROUTE:
         if ((rc = slot_leg(e, s, sp->slm, err)) == 0 && (rc = slot_leg(e, s, sp->llm, err)) == 0)
-            rc = duet_strategy_route(&s->top, &s->lm[sp->slm].pub, s->leg[sp->slm], s->leg[sp->llm], sp->router, err);
+            rc = duet_strategy_route(&s->top, &s->lm[sp->slm].pub, e->words, s->leg[sp->slm], s->leg[sp->llm],
+                                     sp->router, err);
         break;
     case EVAL_CASCADE: {
         duet_strategy *tiers[EVAL_MAX_MODELS];
@@ -726,7 +740,7 @@ int eval_signals(eval_env *e, int slm, eval_items *it, double *seconds, duet_err
         const int n_rows = x->n_tok < MAX_ROWS ? x->n_tok : MAX_ROWS;
         if ((rc = duet_lm_rollback(lm, 0, err)) < 0) break;
         if ((rc = duet_eval_hidden(duet_lm_local_seq(lm), x->tok, x->n_tok, rows, hidden, n_rows, err)) < 0) break;
-        if (!x->has_sig) duet_route_signals(x->sig, rows, n_rows, nv, x->tok, x->n_tok);
+        if (!x->has_sig) duet_route_signals(x->sig, rows, n_rows, nv, x->tok, x->n_tok, e->words);
         x->has_sig = 1;
         if (!x->hidden) {
             if (!(x->hidden = malloc(sizeof *x->hidden * (size_t)ne))) {
@@ -903,8 +917,8 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
                  "one per judged tier, cheapest first)"},
         DUET_OPT_STR("router", 0, &a->router_path, "FILE", "route: a router written by duet route-fit"),
         DUET_OPT_STR("signal", 0, &a->signal, "NAME",
-                     "route without --router: threshold on mean_entropy (default), max_entropy, prompt_nll, "
-                     "neg_top1, neg_margin, or random"),
+                     "route without --router: threshold on neg_top1 (default), mean_entropy, max_entropy, "
+                     "prompt_nll, neg_margin, copy_miss, top1_novel, content_miss, content_alt, or random"),
         DUET_OPT_CHOICE("confidence", 0, &a->use_min, conf_names,
                         "cascade: a tier's confidence is the mean (default) or min token log-probability"),
         {.name = "eta", .type = DUET_OPTT_FLOAT, .dest = &a->eta, .min = -1, .max = 2, .given = &a->eta_set,
@@ -938,7 +952,7 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
     if (s == S_ROUTE && !a->router_path && !a->share_set && !a->threshold_set)
         return duet_opts_error(c, "route needs --router FILE, --threshold T or --llm-share X");
     if (a->signal && strcmp(a->signal, "random") && eval_signal_index(a->signal) < 0)
-        return duet_opts_error(c, "--signal takes mean_entropy, max_entropy, prompt_nll, neg_top1, neg_margin or random");
+        return duet_opts_error(c, "--signal takes %s or random", eval_signal_names());
     if (s == S_ROUTE && a->thr.n > 1) return duet_opts_error(c, "route takes one --threshold");
     if (s == S_CASCADE && a->thr.n > 1 && a->thr.n != a->mids.n + 1)
         return duet_opts_error(c, "cascade takes one --threshold for every tier, or one per judged tier (%d here)",
@@ -1003,7 +1017,7 @@ int cmd_eval(int argc, char **argv) {
             duet_router_init(&router, DUET_ROUTER_RANDOM);
         } else {
             duet_router_init(&router, DUET_ROUTER_THRESHOLD);
-            router.signal = a.signal ? eval_signal_index(a.signal) : DUET_SIG_MEAN_ENTROPY;
+            router.signal = a.signal ? eval_signal_index(a.signal) : DUET_SIG_NEG_TOP1;
         }
         if (a.threshold_set) router.threshold = a.thr.v[0];
         if (a.share_set) { /* calibrated on the items' own signals */

@@ -59,6 +59,7 @@ typedef struct eval_env {
     const char *cmd;      /* "eval", "route-fit": names messages */
     duet_pool *pool;
     duet_vocab *vocab;    /* the first model's; every model must agree */
+    duet_route_words *words; /* its word view (the routing signals) */
     eval_model mod[EVAL_MAX_MODELS];
     int n_models;
     int32_t *stop;        /* end-of-generation ids */
@@ -133,6 +134,7 @@ int eval_verdict(const char *text, const char *answer, int stopped);
 
 /* Signal index by name, or -1. */
 int eval_signal_index(const char *name);
+const char *eval_signal_names(void); /* "mean_entropy, max_entropy, ...": for messages */
 
 /* Writes text to path through a temporary file and a rename (nothing
  * half-written); prints the error and returns -1. */

@@ -31,7 +31,7 @@ static const char usage_head[] =
     "  object instead. A generation that fills the context ends with finish reason 'length'.\n"
     "  --strategy route|cascade|defer --slm SLM: the small model and -m's model collaborate: route\n"
     "  (the SLM's signals over the prompt decide which one answers: --router FILE from duet route-fit,\n"
-    "  or --threshold T on the mean entropy), cascade (the SLM answers; the model answers instead when\n"
+    "  or --threshold T on minus the SLM's top-1 probability), cascade (the SLM answers; the model answers instead when\n"
     "  the SLM's mean token log-probability is below --threshold T), defer (the model supplies each\n"
     "  token where the SLM's top probability is below --eta E). With --draft the model's leg of route\n"
     "  and cascade is speculative.\n"
@@ -442,6 +442,7 @@ int cmd_generate(int argc, char **argv) {
     duet_strategy *sleg = NULL, *collab = NULL;
     duet_router router;
     duet_router_init(&router, DUET_ROUTER_THRESHOLD);
+    duet_route_words *words = NULL; /* the SLM's word view (route) */
     /* proxy-tuning: the tuned SLM (the base one is --slm's) */
     duet_model *fm = NULL;
     duet_lm *fl = NULL;
@@ -555,7 +556,9 @@ int cmd_generate(int argc, char **argv) {
             if (rc == 0 && a.strategy == GEN_ROUTE) {
                 if (a.router) rc = duet_router_load(&router, a.router, &err);
                 if (rc == 0 && a.threshold_set) router.threshold = a.threshold;
-                if (rc == 0) rc = duet_strategy_route(&collab, sl, sleg, strat, &router, &err);
+                const duet_vocab *wv = sv ? sv : tv; /* the SLM's vocabulary (they agree) */
+                if (rc == 0 && wv) rc = duet_route_words_new(&words, wv, &err);
+                if (rc == 0) rc = duet_strategy_route(&collab, sl, words, sleg, strat, &router, &err);
             } else if (rc == 0) {
                 duet_strategy *tiers[2] = {sleg, strat};
                 rc = duet_strategy_cascade(&collab, tiers, &a.threshold, 2, 0, &err);
@@ -692,6 +695,7 @@ done:
     duet_sampler_free(lsmp);
     duet_sampler_free(smp);
     duet_router_free(&router);
+    duet_route_words_free(words);
     duet_lm_free(fl);
     duet_lm_free(sl);
     duet_lm_free(dl);

@@ -71,8 +71,7 @@ int cmd_route_fit(int argc, char **argv) {
     const char *c = "route-fit";
     if (!path || !outp) return duet_opts_error(c, "need -f CALIB.jsonl and -o ROUTER (duet route-fit --help)");
     if (signal && eval_signal_index(signal) < 0)
-        return duet_opts_error(c, "--signal takes mean_entropy, max_entropy, prompt_nll, neg_top1, neg_margin, "
-                                  "copy_miss or top1_novel");
+        return duet_opts_error(c, "--signal takes %s", eval_signal_names());
     if (use_hidden && kind != 0) return duet_opts_error(c, "--hidden is for --kind logistic");
     if (signal && kind != 1) return duet_opts_error(c, "--signal is for --kind threshold");
     if (kind != 0 && !share_set) return duet_opts_error(c, "--kind %s needs --llm-share X", kinds[kind]);
