@@ -303,9 +303,10 @@ static int one_token_from_score(srv_sched *s, srv_slot *sl, srv_job *j, const fl
 
 /* The route profile's router for this share, recalibrated online to hold
  * it: the profile's router file, or a threshold on the SLM's top-1
- * probability of the first token (bench/routing: of the single signals it
- * alone beats random routing at every share; the mean entropy, the old
- * default, is below random at most shares). */
+ * probability of the first token (bench/routing: above random routing at
+ * every share, and unlike the content signals it assumes nothing about the
+ * text's language; the mean entropy, the old default, is below random at
+ * most shares). */
 static duet_router *router_for(srv_sched *s, int prof, float share, duet_err *err) {
     for (int i = 0; i < s->n_routers[prof]; i++)
         if (s->router_share[prof][i] == share) return &s->routers[prof][i];
