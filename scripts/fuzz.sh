@@ -11,6 +11,9 @@ for f in "$build"/fuzz/fuzz_*; do
   case $name in
     fuzz_gguf) cp "$data"/ref-models/*-Q4_0.gguf "$data"/ref-models/*-Q6_K.gguf "$corpus"/ ;;
     fuzz_router) cp "$here"/bench/data/router-logistic.txt "$corpus"/ ;;
+    fuzz_eval_items)  # byte 0: bit 0 allows labels (route-fit); then a file of items
+      { printf '0'; head -n 3 "$here"/bench/data/cloze-test.jsonl; } > "$corpus"/items
+      { printf '1'; printf '{"prompt": "a b", "label": 1, "signals": {"neg_top1": -0.5}, "hidden": [0.5, -1]}\n\n{"prompt": "x", "answer": "y", "id": 7}\n'; } > "$corpus"/labelled ;;
     fuzz_tok*) head -c 4096 "$data"/vocab/ggml-vocab-qwen2.fuzz.inp > "$corpus"/seed ;;
     fuzz_server_request)  # byte 0: '1' chat, '0' completions; then the body of each corpus request
       for r in "$here"/tests/data/server_requests/*.req; do

@@ -39,9 +39,11 @@ typedef struct eval_items {
  * (an object of the signals by name) and "hidden" (the pooled hidden state, an
  * array of numbers)). need_answer: every line needs an
  * answer unless it has a label (label_ok). On a malformed line prints
- * "duet CMD: PATH:LINE: why" and returns -1. */
+ * "duet CMD: PATH:LINE: why" (nothing when cmd is NULL) and returns -1. */
 int eval_items_load(eval_items *it, const char *path, const char *cmd, int label_ok);
 void eval_items_free(eval_items *it);
+/* Prints "duet CMD: PATH:LINE: why" (nothing when cmd is NULL) and returns -1. */
+int eval_item_error(const char *cmd, const char *path, int line, const char *why);
 
 /* Time and tokens of the passes over one model (every sequence of it). */
 typedef struct eval_meter {
