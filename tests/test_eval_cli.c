@@ -200,9 +200,11 @@ Test(eval_cli, malformed_line_names_its_line_and_writes_nothing, .timeout = 60) 
         "{\"prompt\": \"once upon a time\", \"answer\": \"lily\"}\n{\"prompt\": \"x\"}\n{\"prompt\": \"y\", \"answer\": \"z\"}\n",
         "{\"prompt\": \"once upon a time\", \"answer\": \"lily\"}\n[1, 2]\n",
         "{\"prompt\": \"a\", \"answer\": \"b\"}\n{\"prompt\": \"a\", \"answer\": \"b\"}\n{\"prompt\": 3, \"answer\": \"b\"}\n",
+        /* finite as a double, infinite as a float (fuzz/fuzz_eval_items.c found it) */
+        "{\"prompt\": \"a\", \"answer\": \"b\"}\n{\"prompt\": \"a\", \"answer\": \"b\", \"hidden\": [1, -1e300]}\n",
     };
-    const int line[] = {3, 2, 2, 3};
-    for (int k = 0; k < 4; k++) {
+    const int line[] = {3, 2, 2, 3, 2};
+    for (int k = 0; k < 5; k++) {
         char path[320], dump[320], args[1200], *out = NULL;
         snprintf(path, sizeof path, "%s/bad.jsonl", dir);
         snprintf(dump, sizeof dump, "%s/bad-dump.jsonl", dir);

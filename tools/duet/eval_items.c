@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,10 @@ const char *eval_signal_names(void) {
             snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", duet_signal_name(i));
     return buf;
 }
+
+/* A finite number that stays finite as a float (1e300 is finite, not as a float;
+ * the fuzzer found it). NaN fails the comparison. */
+static int fits_float(double x) { return fabs(x) <= FLT_MAX; }
 
 int eval_item_error(const char *cmd, const char *path, int line, const char *why) {
     if (cmd) fprintf(stderr, "duet %s: %s:%d: %s\n", cmd, path, line, why);
@@ -87,7 +92,7 @@ static int parse_item(eval_item *e, const char *text, size_t len, const char *cm
                 e->has_sig = 0;
                 continue;
             }
-            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            if (!cJSON_IsNumber(v) || !fits_float(v->valuedouble)) {
                 snprintf(why, sizeof why, "\"signals\": \"%s\" is not a finite number", duet_signal_name(k));
                 rc = eval_item_error(cmd, path, line, why);
                 goto done;
@@ -108,7 +113,7 @@ static int parse_item(eval_item *e, const char *text, size_t len, const char *cm
         e->n_hidden = nh;
         int k = 0;
         for (const cJSON *v = hid->child; v; v = v->next, k++) {
-            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            if (!cJSON_IsNumber(v) || !fits_float(v->valuedouble)) {
                 snprintf(why, sizeof why, "\"hidden\"[%d] is not a finite number", k);
                 rc = eval_item_error(cmd, path, line, why);
                 goto done;
