@@ -105,13 +105,14 @@ static void word_append(const duet_route_words *w, int v, char *word, size_t *le
     *len += k;
 }
 
-void route_words_mark_content(const duet_route_words *w, const int32_t *prompt, int n_prompt, uint8_t *content) {
+void route_words_mark_content(const duet_route_words *w, const int32_t *prompt, int n_prompt, uint8_t *content,
+                              int n_vocab) {
     char word[WORD_BUF];
     int start = -1; /* the position of the word's first token, -1 outside a word */
     size_t len = 0;
     for (int i = 0; i <= n_prompt; i++) {
         const int v = i < n_prompt ? prompt[i] : -1;
-        const int kind = v >= 0 && v < w->n_vocab ? w->kind[v] : 0;
+        const int kind = v >= 0 && v < w->n_vocab && v < n_vocab ? w->kind[v] : 0;
         if (kind == WORD_CONT && start >= 0) {
             word_append(w, v, word, &len);
             continue;

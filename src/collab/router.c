@@ -66,7 +66,7 @@ void duet_route_signals(float sig[DUET_ROUTE_NSIG], const float *rows, int n_row
             uint8_t *content = seen ? seen + n_vocab : NULL;
             for (int i = 0; seen && i < n_prompt; i++)
                 if (prompt[i] >= 0 && prompt[i] < n_vocab) seen[prompt[i]] = 1;
-            if (content && words) route_words_mark_content(words, prompt, n_prompt, content);
+            if (content && words) route_words_mark_content(words, prompt, n_prompt, content, n_vocab);
             else if (content) memcpy(content, seen, (size_t)n_vocab); /* no words: every prompt token counts */
             for (int v = 0; v < n_vocab; v++) {
                 const double pv = exp((double)row[v] - mx) / z;
